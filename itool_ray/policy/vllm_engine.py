@@ -100,30 +100,44 @@ class VLLMPolicy:
         prompts: Sequence[Sequence[int]],
         *,
         n: int = 1,
-        max_tokens: int = 64,
+        max_tokens: int | Sequence[int] = 64,
         temperature: float = 1.0,
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[list[Completion]]:
         """Sample ``n`` continuations of each prompt (given as token ids, so prefix-cache hits
-        are exact); returns one list of ``Completion`` per prompt, in order."""
+        are exact); returns one list of ``Completion`` per prompt, in order.
+
+        ``max_tokens`` and ``seeds`` may be given per prompt (one batch, many settings).
+        """
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        sp = SamplingParams(
-            n=n,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=list(stop) or None,
-            include_stop_str_in_output=True,
-            logprobs=0,
-            seed=seed,
-        )
+        count = len(prompts)
+        if count == 0:
+            return []
+        limits = [max_tokens] * count if isinstance(max_tokens, int) else list(max_tokens)
+        seeds_ = [seed] * count if seeds is None else list(seeds)
+        if len(limits) != count or len(seeds_) != count:
+            raise ValueError("generate: max_tokens and seeds must have one entry per prompt")
+        params = [
+            SamplingParams(
+                n=n,
+                max_tokens=m,
+                temperature=temperature,
+                top_p=top_p,
+                stop=list(stop) or None,
+                include_stop_str_in_output=True,
+                logprobs=0,
+                seed=s,
+            )
+            for m, s in zip(limits, seeds_, strict=True)
+        ]
         outs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
-            sp,
+            params,
             lora_request=self._lora,
             use_tqdm=False,
         )
