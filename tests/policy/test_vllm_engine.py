@@ -37,7 +37,13 @@ def tiny_policy(tiny_model_dir):
     from itool_ray.policy import EngineConfig, VLLMPolicy
 
     policy = VLLMPolicy(
-        EngineConfig(model=str(tiny_model_dir), dtype="float32", max_model_len=1024, enable_lora=False)
+        EngineConfig(
+            model=str(tiny_model_dir),
+            dtype="float32",
+            max_model_len=1024,
+            enable_lora=False,
+            per_request_seed=True,
+        )
     )
     yield policy
     policy.close()
@@ -55,7 +61,9 @@ def test_smollm2_generates_in_vllm(smollm2_dir):
     from itool_ray.policy import EngineConfig, VLLMPolicy
 
     policy = VLLMPolicy(
-        EngineConfig(model=str(smollm2_dir), dtype="bfloat16", max_model_len=2048, enable_lora=False)
+        EngineConfig(
+            model=str(smollm2_dir), dtype="bfloat16", max_model_len=2048, enable_lora=False
+        )
     )
     try:
         outs = _check_engine(policy)

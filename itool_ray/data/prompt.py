@@ -1,0 +1,136 @@
+"""Prompt rendering: the ToolACE system prompt, chat messages, and the self-evaluation prompt.
+
+The tokenizer is duck-typed (:class:`ChatTokenizer`): anything with a Hugging Face style
+``apply_chat_template(messages, tokenize=False, add_generation_prompt=True) -> str``; nothing
+here imports ``transformers``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from itool_ray.data.sample import Message, Sample, Tool
+
+# The system prompt of the ToolACE data release (data.json ``system`` field; the same wording
+# as the ToolACE-8B model card), with ``{tools}`` standing for the JSON tool list. The seed
+# text 001 (ToolACE abstract) does not quote it.
+TOOLACE_SYSTEM_PROMPT = (
+    "You are an expert in composing functions. You are given a question and a set of possible "
+    "functions. \nBased on the question, you will need to make one or more function/tool calls "
+    "to achieve the purpose. \nIf none of the function can be used, point it out. If the given "
+    "question lacks the parameters required by the function,\nalso point it out. You should "
+    "only return the function call in tools call sections.\n"
+    "Here is a list of functions in JSON format that you can invoke:\n{tools}. \n"
+    "Should you decide to return the function call(s). \n"
+    "Put it in the format of [func1(params_name=params_value, params_name2=params_value2...), "
+    "func2(params)]\n\nNO other text MUST be included. \n"
+)
+
+# Self-evaluation prompt (iTool eq. 7, "Eval Prompt" of its Table 5, after Xie et al. 2024).
+# The paper's text is cut after its first sentence, which this keeps; the rest is ours. The
+# confidence C(s) is the policy's probability of ``SELF_EVAL_YES`` as the first answer token,
+# normalised over ``SELF_EVAL_CHOICES``.
+SELF_EVAL_TEMPLATE = (
+    "You are an AI specialized in tool use. Your task is to assess the potential veracity of a "
+    "partial response that an assistant wrote to fulfil a request with function calls.\n\n"
+    "Available functions (JSON):\n{tools}\n\n"
+    "Conversation so far:\n{conversation}\n\n"
+    "Partial response of the assistant (it may be unfinished):\n{partial_response}\n\n"
+    "Is this partial response correct so far: does every call use an available function that "
+    "fits the request, with argument values that are right for it? Answer with a single word: "
+    "Yes or No."
+)
+SELF_EVAL_YES = "Yes"
+SELF_EVAL_NO = "No"
+SELF_EVAL_CHOICES: tuple[str, str] = (SELF_EVAL_YES, SELF_EVAL_NO)
+_FIELD = re.compile(r"\{(tools|conversation|partial_response)\}")
+
+
+class ChatTokenizer(Protocol):
+    def apply_chat_template(
+        self,
+        conversation: list[Message],
+        *,
+        tokenize: bool = ...,
+        add_generation_prompt: bool = ...,
+        **kwargs: Any,
+    ) -> Any: ...
+
+
+def tools_json(tools: Sequence[Tool]) -> str:
+    return json.dumps(list(tools), ensure_ascii=False)
+
+
+def system_prompt(tools: Sequence[Tool], template: str = TOOLACE_SYSTEM_PROMPT) -> str:
+    """The system prompt listing ``tools`` (``{tools}`` in ``template`` is replaced)."""
+    return template.replace("{tools}", tools_json(tools))
+
+
+def build_messages(sample: Sample, *, template: str = TOOLACE_SYSTEM_PROMPT) -> list[Message]:
+    """System prompt (with the tools) followed by the conversation. System turns at the start
+    of ``sample.messages`` (BFCL live, API-Bank dates) are appended to the system prompt."""
+    system = system_prompt(sample.tools, template)
+    turns = list(sample.messages)
+    while turns and turns[0]["role"] == "system":
+        system += "\n" + turns.pop(0)["content"]
+    return [{"role": "system", "content": system}] + [dict(t) for t in turns]
+
+
+def _chat(tokenizer: ChatTokenizer, messages: list[Message]) -> str:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}")
+    return text
+
+
+def render_prompt(
+    sample: Sample,
+    tokenizer: ChatTokenizer,
+    partial_response: str = "",
+    *,
+    template: str = TOOLACE_SYSTEM_PROMPT,
+) -> str:
+    """The generation prompt for ``sample``, followed by ``partial_response`` (the response
+    so far, continued as a partial assistant turn)."""
+    return _chat(tokenizer, build_messages(sample, template=template)) + partial_response
+
+
+def prompt_and_completion(
+    sample: Sample, tokenizer: ChatTokenizer, *, template: str = TOOLACE_SYSTEM_PROMPT
+) -> tuple[str, str]:
+    """``(prompt, gold)`` for SFT / perplexity: ``prompt + gold`` is the full training text
+    (append the tokenizer's end-of-turn token to the completion where the template has one)."""
+    return render_prompt(sample, tokenizer, template=template), sample.gold
+
+
+def _conversation_text(messages: Sequence[Message]) -> str:
+    names = {"user": "User", "assistant": "Assistant", "tool": "Tool", "system": "System"}
+    return "\n".join(f"{names.get(m['role'], m['role'].title())}: {m['content']}" for m in messages)
+
+
+def build_self_eval_messages(
+    sample: Sample, partial_response: str, *, template: str = SELF_EVAL_TEMPLATE
+) -> list[Message]:
+    """One user turn asking whether ``partial_response`` is correct so far (eq. 7)."""
+    values = {
+        "tools": tools_json(sample.tools),
+        "conversation": _conversation_text(sample.messages),
+        "partial_response": partial_response or "(empty)",
+    }
+    content = _FIELD.sub(lambda m: values[m.group(1)], template)  # one pass: no re-expansion
+    return [{"role": "user", "content": content}]
+
+
+def render_self_eval_prompt(
+    sample: Sample,
+    tokenizer: ChatTokenizer,
+    partial_response: str,
+    *,
+    template: str = SELF_EVAL_TEMPLATE,
+) -> str:
+    """The self-evaluation prompt, ending with the generation prompt: the next token is the
+    policy's verdict (:data:`SELF_EVAL_YES` / :data:`SELF_EVAL_NO`)."""
+    return _chat(tokenizer, build_self_eval_messages(sample, partial_response, template=template))

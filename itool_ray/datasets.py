@@ -1,0 +1,63 @@
+"""Named data sets a job config can ask for: ``synth``, ``toolace:<path>``, ``toolace-hub``,
+``seal-tools/<split>``, ``api-bank/<split>``, ``bfcl/<category>``.
+
+Kept apart from the pure loaders so configs speak one small language for every source.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from itool_ray.data import (
+    API_BANK_SPLITS,
+    BFCL_CATEGORIES,
+    SEAL_SPLITS,
+    LoadResult,
+    Sample,
+    load_api_bank,
+    load_bfcl,
+    load_seal_tools,
+    load_toolace,
+    load_toolace_hub,
+    synthesize,
+)
+
+log = logging.getLogger(__name__)
+
+KNOWN = (
+    "synth",
+    "toolace:<path>",
+    "toolace-hub[:<name>]",
+    *(f"seal-tools/{s}" for s in SEAL_SPLITS),
+    *(f"api-bank/{s}" for s in API_BANK_SPLITS),
+    "bfcl/<category>",
+)
+
+
+def load_named(
+    spec: str, *, limit: int | None = None, seed: int = 0, on_error: str = "skip"
+) -> list[Sample]:
+    """Load the data set ``spec`` (first ``limit`` records; ``synth`` makes ``limit`` of them).
+
+    Malformed records are skipped and counted (``on_error="skip"``) or stop the load
+    (``"raise"``); the count is logged.
+    """
+    if spec == "synth":
+        result = synthesize(num_samples=limit if limit is not None else 1000, seed=seed)
+        log.info("%s", result.report.summary())
+        return list(result.samples)
+    if spec.startswith("toolace:"):
+        loaded: LoadResult = load_toolace(spec.split(":", 1)[1], on_error=on_error)
+    elif spec == "toolace-hub" or spec.startswith("toolace-hub:"):
+        name = spec.split(":", 1)[1] if ":" in spec else "Team-ACE/ToolACE"
+        loaded = load_toolace_hub(name, on_error=on_error)
+    elif spec.startswith("seal-tools/") and spec.split("/", 1)[1] in SEAL_SPLITS:
+        loaded = load_seal_tools(spec.split("/", 1)[1], on_error=on_error)
+    elif spec.startswith("api-bank/") and spec.split("/", 1)[1] in API_BANK_SPLITS:
+        loaded = load_api_bank(spec.split("/", 1)[1], on_error=on_error)
+    elif spec.startswith("bfcl/") and spec.split("/", 1)[1] in BFCL_CATEGORIES:
+        loaded = load_bfcl(spec.split("/", 1)[1], on_error=on_error)
+    else:
+        raise ValueError(f"unknown data set {spec!r}; expected one of: {', '.join(KNOWN)}")
+    samples = list(loaded.samples)
+    return samples[:limit] if limit is not None else samples

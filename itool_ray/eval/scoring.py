@@ -1,0 +1,90 @@
+"""Score model responses against a sample's gold answer (pure: no engine here)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from itool_ray.calls import CallParseError, check_calls, ground_truth_from_calls, parse_calls
+from itool_ray.calls.check import GroundTruth
+from itool_ray.data import Sample
+
+
+def gold_ground_truth(sample: Sample) -> GroundTruth | None:
+    """The sample's allowed answers; ``None`` when the gold answer is plain text (no call)."""
+    if sample.ground_truth is not None:
+        return sample.ground_truth
+    calls = parse_calls(sample.gold)
+    return None if calls is None else ground_truth_from_calls(calls)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One response judged: ``parse_error`` is set when the output was not a valid call list
+    (it counts as a wrong answer, never a crash)."""
+
+    sample_id: str
+    response: str
+    correct: bool
+    partial: float
+    parse_error: str | None = None
+
+
+def score_response(sample: Sample, response: str) -> Scored:
+    try:
+        predicted = parse_calls(response)
+    except CallParseError as e:
+        return Scored(sample.id, response, False, 0.0, f"{e.reason} at {e.position}")
+    result = check_calls(predicted, gold_ground_truth(sample), list(sample.tools))
+    return Scored(sample.id, response, result.correct, result.partial)
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """Accuracy of one model on one held-out set."""
+
+    name: str
+    n: int
+    correct: int
+    parse_errors: int
+    skipped: int = 0
+    mean_partial: float = 0.0
+    examples: list[dict] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "parse_errors": self.parse_errors,
+            "skipped": self.skipped,
+            "mean_partial": self.mean_partial,
+            "examples": self.examples,
+        }
+
+
+def summarize(name: str, scored: Sequence[Scored], skipped: int = 0, keep: int = 3) -> EvalSummary:
+    counts = Counter(s.correct for s in scored)
+    return EvalSummary(
+        name=name,
+        n=len(scored),
+        correct=counts[True],
+        parse_errors=sum(s.parse_error is not None for s in scored),
+        skipped=skipped,
+        mean_partial=sum(s.partial for s in scored) / len(scored) if scored else 0.0,
+        examples=[
+            {
+                "id": s.sample_id,
+                "response": s.response[:300],
+                "correct": s.correct,
+                "parse_error": s.parse_error,
+            }
+            for s in scored[:keep]
+        ],
+    )
