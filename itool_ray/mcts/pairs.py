@@ -1,0 +1,162 @@
+"""Step-level preference pairs from a searched tree (iTool section 4, "Backup")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from itool_ray.mcts.tree import Tree
+
+
+class _HasPrompt(Protocol):
+    """What pair extraction needs of a sample (``itool_ray.data.Sample`` has it)."""
+
+    @property
+    def messages(self) -> Sequence[dict[str, str]]: ...
+
+    @property
+    def tools(self) -> Sequence[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One DPO example: at state ``prefix``, step ``chosen`` is preferred to ``rejected``.
+
+    Attributes:
+        prompt_messages: the conversation before the assistant turn (the sample's messages).
+        tools: the candidate tools offered to the model.
+        prefix: the path so far, i.e. the partial assistant turn both steps continue.
+        chosen, rejected: the step texts (highest-Q and lowest-Q sibling).
+        chosen_token_ids, rejected_token_ids: their token ids under the policy's tokenizer.
+        chosen_q, rejected_q: their Q(s, a).
+        chosen_n, rejected_n: their visit counts N.
+        tree_id: the tree (sample) the pair comes from.
+        node_id: the node id of the state ``prefix`` in that tree.
+        depth: the depth of that state (0 = the root: empty prefix).
+        policy_version: the policy version that produced both steps (siblings are produced by
+            one expansion, hence one version).
+    """
+
+    prompt_messages: tuple[dict[str, str], ...]
+    tools: tuple[dict[str, Any], ...]
+    prefix: str
+    chosen: str
+    rejected: str
+    chosen_token_ids: tuple[int, ...]
+    rejected_token_ids: tuple[int, ...]
+    chosen_q: float
+    rejected_q: float
+    chosen_n: int
+    rejected_n: int
+    tree_id: str
+    node_id: int
+    depth: int
+    policy_version: int
+
+    @property
+    def margin(self) -> float:
+        return self.chosen_q - self.rejected_q
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_messages": [dict(m) for m in self.prompt_messages],
+            "tools": list(self.tools),
+            "prefix": self.prefix,
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "chosen_token_ids": list(self.chosen_token_ids),
+            "rejected_token_ids": list(self.rejected_token_ids),
+            "chosen_q": self.chosen_q,
+            "rejected_q": self.rejected_q,
+            "chosen_n": self.chosen_n,
+            "rejected_n": self.rejected_n,
+            "tree_id": self.tree_id,
+            "node_id": self.node_id,
+            "depth": self.depth,
+            "policy_version": self.policy_version,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Pair:
+        return cls(
+            prompt_messages=tuple(dict(m) for m in d["prompt_messages"]),
+            tools=tuple(d["tools"]),
+            prefix=d["prefix"],
+            chosen=d["chosen"],
+            rejected=d["rejected"],
+            chosen_token_ids=tuple(d["chosen_token_ids"]),
+            rejected_token_ids=tuple(d["rejected_token_ids"]),
+            chosen_q=float(d["chosen_q"]),
+            rejected_q=float(d["rejected_q"]),
+            chosen_n=int(d["chosen_n"]),
+            rejected_n=int(d["rejected_n"]),
+            tree_id=d["tree_id"],
+            node_id=int(d["node_id"]),
+            depth=int(d["depth"]),
+            policy_version=int(d["policy_version"]),
+        )
+
+
+def extract_pairs(
+    tree: Tree,
+    sample: _HasPrompt | None = None,
+    *,
+    min_margin: float | None = None,
+    min_visits: int | None = None,
+) -> list[Pair]:
+    """One pair per node with >= 2 eligible children, in node-id order (root first).
+
+    Eligible children have ``N >= min_visits``. Among them ``chosen`` is the highest-Q child
+    and ``rejected`` the lowest-Q one (ties: the lower index, i.e. the larger prior). A pair
+    is kept when ``Q(chosen) - Q(rejected) >= min_margin`` and the difference is > 0. The
+    thresholds default to ``tree.config.pair_min_margin`` / ``pair_min_visits``. Without a
+    sample the prompt fields are empty.
+    """
+    cfg = tree.config
+    margin = cfg.pair_min_margin if min_margin is None else min_margin
+    visits = cfg.pair_min_visits if min_visits is None else min_visits
+    messages = tuple(sample.messages) if sample is not None else ()
+    tools = tuple(sample.tools) if sample is not None else ()
+    Q, N, kids = tree._Q, tree._N, tree._kids  # package-internal read access, for speed
+    out: list[Pair] = []
+    for x, ks in enumerate(kids):
+        if len(ks) < 2:
+            continue
+        hi = lo = -1
+        for c in ks:
+            if N[c] < visits:
+                continue
+            if hi < 0:
+                hi = lo = c
+                continue
+            qc = Q[c]
+            if qc > Q[hi]:
+                hi = c
+            if qc < Q[lo]:
+                lo = c
+        if hi == lo:  # fewer than two eligible children
+            continue
+        diff = Q[hi] - Q[lo]
+        if diff <= 0.0 or diff < margin:
+            continue
+        out.append(
+            Pair(
+                prompt_messages=messages,
+                tools=tools,
+                prefix=tree.prefix(x),
+                chosen=tree.text(hi),
+                rejected=tree.text(lo),
+                chosen_token_ids=tree.token_ids(hi),
+                rejected_token_ids=tree.token_ids(lo),
+                chosen_q=Q[hi],
+                rejected_q=Q[lo],
+                chosen_n=N[hi],
+                rejected_n=N[lo],
+                tree_id=tree.tree_id,
+                node_id=x,
+                depth=tree.depth(x),
+                policy_version=tree.version(hi),
+            )
+        )
+    return out
