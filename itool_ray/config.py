@@ -7,11 +7,12 @@ is allowed.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -77,6 +78,21 @@ def _allowed(cls: type[BaseModel], loc: tuple) -> str:
     return ", ".join(sorted(fields))
 
 
+def merge_defaults(default: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` laid over the values of ``default``, section by section: a key set inside a
+    section keeps that section's other defaults (``mcts.simulations=4`` leaves the job's own
+    ``mcts.k``); any other value (numbers, lists, plain mappings) is replaced whole."""
+    merged: dict[str, Any] = dict(default.model_extra or {})
+    fields = type(default).model_fields
+    for key, value in data.items():
+        current = getattr(default, key) if key in fields else merged.get(key)
+        if isinstance(current, BaseModel) and isinstance(value, dict):
+            merged[key] = merge_defaults(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_config(
     cls: type[M], path: str | Path | None = None, overrides: list[str] | None = None
 ) -> M:
@@ -89,6 +105,120 @@ def load_config(
         data = loaded
     data = apply_overrides(data, list(overrides or []))
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(merge_defaults(cls(), data))
     except ValidationError as e:
         raise ConfigError(_explain(cls, e)) from None
+
+
+# ---- sections shared by the jobs ------------------------------------------------------------
+class EngineSection(Section):
+    """vLLM settings of the policy replicas (see ``itool_ray.policy.EngineConfig``)."""
+
+    dtype: str = "auto"
+    max_model_len: int = Field(4096, ge=256)
+    cpu_kvcache_gb: float = Field(2.0, gt=0)
+    memory_fraction: float | None = Field(None, gt=0, le=1)
+    enable_prefix_caching: bool = True
+    max_lora_rank: int = Field(16, ge=1)
+    max_logprobs: int = Field(20, ge=2)
+
+    def build(self, model_dir: str, *, enable_lora: bool = True, seed: int = 0):
+        from itool_ray.policy import EngineConfig
+
+        return EngineConfig(
+            model=str(model_dir),
+            dtype=self.dtype,
+            max_model_len=self.max_model_len,
+            cpu_kvcache_gb=self.cpu_kvcache_gb,
+            memory_fraction=self.memory_fraction,
+            enable_prefix_caching=self.enable_prefix_caching,
+            enable_lora=enable_lora,
+            max_lora_rank=self.max_lora_rank,
+            max_logprobs=self.max_logprobs,
+            seed=seed,
+        )
+
+
+class ReplicaSection(Section):
+    """How many policy replicas, and what each asks Ray for.
+
+    ``resources`` are custom Ray resources (e.g. ``{rollout_slot: 1}``) that make the
+    autoscaler add nodes offering them; on GPU nodes set ``num_gpus: 1``.
+    """
+
+    count: int = Field(2, ge=1)
+    num_cpus: float = Field(1, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict)
+    max_restarts: int = Field(3, ge=0)
+    temperature: float = Field(1.0, ge=0)
+    env: dict[str, str] = Field(
+        default_factory=lambda: {
+            "VLLM_CPU_KVCACHE_SPACE": "2",
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+
+
+class ManagerSection(Section):
+    """Scheduling knobs of the tree manager (``itool_ray.rollout.ManagerSettings``)."""
+
+    max_batch: int = Field(64, ge=1)
+    calls_per_replica: int = Field(2, ge=1)
+    checkpoint_every_s: float = Field(30.0, ge=0)
+    overload: int = Field(64, ge=1)
+    num_cpus: float = Field(0.5, ge=0)
+
+    def build(self):
+        from itool_ray.rollout import ManagerSettings
+
+        return ManagerSettings(
+            max_batch=self.max_batch,
+            calls_per_replica=self.calls_per_replica,
+            checkpoint_every_s=self.checkpoint_every_s,
+            overload=self.overload,
+        )
+
+
+class _DataclassSection(Section):
+    """A section holding the fields of a frozen settings dataclass (``from_dict``), validated
+    by that class when the configuration is loaded."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    _target: ClassVar[tuple[str, str]]
+
+    def build(self):
+        module, name = self._target
+        cls = getattr(importlib.import_module(module), name)
+        return cls.from_dict(dict(self.model_extra or {}))
+
+    def model_post_init(self, __context: Any) -> None:
+        try:
+            self.build()
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{type(self).__name__}: {e}") from None
+
+
+class MCTSSection(_DataclassSection):
+    """Search settings: any field of ``itool_ray.mcts.MCTSConfig``, validated by it."""
+
+    _target = ("itool_ray.mcts", "MCTSConfig")
+
+
+class LoraSection(_DataclassSection):
+    """LoRA shape: any field of ``itool_ray.train.LoraSettings``."""
+
+    _target = ("itool_ray.train.config", "LoraSettings")
+
+
+class SFTSection(_DataclassSection):
+    """Warm-up SFT: any field of ``itool_ray.train.SFTSettings``."""
+
+    _target = ("itool_ray.train.config", "SFTSettings")
+
+
+class DPOSection(_DataclassSection):
+    """Preference optimisation: any field of ``itool_ray.train.DPOSettings``."""
+
+    _target = ("itool_ray.train.config", "DPOSettings")

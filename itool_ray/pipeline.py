@@ -1,58 +1,103 @@
-"""The iTool job: data -> (warm-up SFT -> per iteration: hard samples -> MCTS -> DPO ->
-broadcast) -> held-out evaluation after every stage, each stage resumable.
+"""The iTool job: data -> warm-up SFT (easy to hard) -> per iteration: hard samples by
+perplexity -> MCTS on the replicas -> step-level DPO -> broadcast -> held-out evaluation.
 
-Stages that exist so far: ``data`` (training pool, warm-up / reinforcement split, difficulty
-thirds, held-out sets) and ``eval-base`` (held-out accuracy of the starting policy).
+Every stage writes its outputs and a ``DONE`` marker under ``run_dir`` (``StageRunner``), so a
+job stopped anywhere resumes from the last finished stage; an interrupted MCTS stage also
+keeps its finished trees, pairs and checkpointed trees. Policy versions: 0 is the base model,
+1 the warm-up SFT adapter, 1 + i the adapter after iteration i. The replicas start once, on
+first use, and switch versions by LoRA broadcast (no engine restart); the trainer actor trains
+and publishes each adapter once to the object store.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from itool_ray.config import Section
-from itool_ray.data import bucket_by_difficulty, read_samples, split_warmup_reinforce, write_samples
+from itool_ray.config import (
+    DPOSection,
+    EngineSection,
+    LoraSection,
+    ManagerSection,
+    MCTSSection,
+    ReplicaSection,
+    Section,
+    SFTSection,
+)
+from itool_ray.data import (
+    DifficultyBuckets,
+    bucket_by_difficulty,
+    read_samples,
+    split_warmup_reinforce,
+    write_samples,
+)
 from itool_ray.datasets import load_named
-from itool_ray.stages import StageRunner
+from itool_ray.stages import StageRunner, StopAfter
+
+log = logging.getLogger(__name__)
 
 
 class DataSection(Section):
     """Training pool and held-out sets (names as in ``itool_ray.datasets``)."""
 
     train: str = "synth"
-    num_samples: int = Field(600, ge=3, description="synthesized samples, or a cap on a loaded set")
-    reinforce_fraction: float = Field(0.1, gt=0, lt=1)
+    num_samples: int = Field(360, ge=3, description="synthesized samples, or a cap on a loaded set")
+    reinforce_fraction: float = Field(0.2, gt=0, lt=1)
     heldout: dict[str, int] = Field(
-        default_factory=lambda: {"synth": 48, "seal-tools/test_out_domain": 24, "bfcl/simple": 24},
+        default_factory=lambda: {"synth": 32, "seal-tools/test_out_domain": 16, "bfcl/simple": 16},
         description="held-out set name -> number of records evaluated",
     )
     on_error: Literal["raise", "skip"] = "skip"
 
 
-class EngineSection(Section):
-    """vLLM settings of the policy replicas (see ``itool_ray.policy.EngineConfig``)."""
-
-    dtype: str = "auto"
-    max_model_len: int = Field(4096, ge=256)
-    cpu_kvcache_gb: float = Field(2.0, gt=0)
-    enable_prefix_caching: bool = True
-
-
 class EvalSection(Section):
-    max_tokens: int = Field(192, ge=8)
+    max_tokens: int = Field(128, ge=8)
+
+
+class TrainSection(Section):
+    """The trainer actor and the loop's knobs."""
+
+    warmup: bool = Field(True, description="run the warm-up SFT stage")
+    iterations: int = Field(2, ge=0)
+    alpha: float = Field(0.2, gt=0, le=1, description="fraction of hard samples kept (eq. 4)")
+    num_cpus: float = Field(1, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    perplexity_shards: int | None = Field(None, ge=1, description="default: one per replica")
+    export_merged: bool = Field(False, description="save base + final adapter merged at the end")
+    lora: LoraSection = LoraSection()
+    sft: SFTSection = SFTSection(epochs=1, batch_size=4, max_length=2048, lr=2e-4)
+    dpo: DPOSection = DPOSection(epochs=1, batch_size=4, max_length=2048, lr=5e-5, beta=0.1)
 
 
 class ITOolConfig(Section):
-    """The whole iTool job. ``model`` is ``smollm2``, ``tiny`` or a local HF model folder."""
+    """The whole iTool job. ``model`` is ``smollm2``, ``tiny`` or a local HF model folder;
+    ``address`` a Ray address (default: ``$RAY_ADDRESS`` or a local Ray on 127.0.0.1)."""
 
     run_dir: str = "runs/itool"
     seed: int = 0
     model: str = "smollm2"
+    address: str | None = None
+    stop_after: str | None = Field(
+        None, description="stop after this stage (e.g. sft, iter1-mcts); run again to resume"
+    )
     data: DataSection = DataSection()
     engine: EngineSection = EngineSection()
+    replicas: ReplicaSection = ReplicaSection()
+    manager: ManagerSection = ManagerSection()
+    mcts: MCTSSection = MCTSSection(
+        k=4, simulations=8, max_inflight=4, max_step_tokens=48, max_depth=6
+    )
+    train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
+
+
+# ---- data ------------------------------------------------------------------------------------
 
 
 def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
@@ -87,49 +132,202 @@ def heldout_sets(data_dir: Path) -> dict[str, list]:
     }
 
 
-def _eval_stage(
-    cfg: ITOolConfig, model_dir: Path, data_dir: Path, adapter: str | None, out: Path
-) -> dict:
-    import json
+def warmup_buckets(data_dir: Path) -> DifficultyBuckets:
+    parts = [read_samples(data_dir / f"warmup-{n}.jsonl") for n in ("easy", "medium", "hard")]
+    return DifficultyBuckets(*(tuple(p) for p in parts))
 
-    from itool_ray.eval.generate import evaluate_sets
-    from itool_ray.policy import EngineConfig, VLLMPolicy
 
-    policy = VLLMPolicy(
-        EngineConfig(
-            model=str(model_dir),
-            dtype=cfg.engine.dtype,
-            max_model_len=cfg.engine.max_model_len,
-            cpu_kvcache_gb=cfg.engine.cpu_kvcache_gb,
-            enable_prefix_caching=cfg.engine.enable_prefix_caching,
-            enable_lora=adapter is not None,
-            seed=cfg.seed,
-        )
-    )
-    try:
-        if adapter is not None:
-            policy.load_policy(1, adapter)
-        results = evaluate_sets(policy, heldout_sets(data_dir), max_tokens=cfg.eval.max_tokens)
-    finally:
-        policy.close()
+# ---- the Ray side: replicas and trainer, started on first use --------------------------------
+
+
+@dataclass
+class Policy:
+    """A policy version: 0 = the base model (no adapter)."""
+
+    version: int = 0
+    adapter: str | None = None
+
+
+@dataclass
+class Runtime:
+    """The job's actors. The pool starts at the first stage that needs replicas, already
+    serving the current policy; later versions arrive by broadcast."""
+
+    cfg: ITOolConfig
+    model_dir: str
+    pool: Any = None
+    trainer: Any = None
+    broadcasts: list[dict[str, Any]] = field(default_factory=list)
+
+    def init(self) -> None:
+        from itool_ray.rollout import init_ray
+
+        init_ray(self.cfg.address)
+
+    def get_trainer(self):
+        if self.trainer is None:
+            from itool_ray.train.trainer import start_trainer
+
+            self.init()
+            t = self.cfg.train
+            self.trainer = start_trainer(
+                self.model_dir, self.cfg.train.lora.build(), num_cpus=t.num_cpus,
+                num_gpus=t.num_gpus, env={"TOKENIZERS_PARALLELISM": "false"},
+            )  # fmt: skip
+        return self.trainer
+
+    def serve(self, policy: Policy):
+        """The replica pool, serving ``policy`` (started, or switched by broadcast)."""
+        import ray
+
+        from itool_ray.rollout import ReplicaPool, adapter_payload, run_sync
+
+        self.init()
+        if self.pool is None:
+            r, cfg = self.cfg.replicas, self.cfg
+            payload = ray.put(adapter_payload(policy.adapter)) if policy.adapter else None
+            self.pool = ReplicaPool.start(
+                r.count, cfg.engine.build(self.model_dir, enable_lora=True, seed=cfg.seed),
+                num_cpus=r.num_cpus, num_gpus=r.num_gpus, resources=r.resources or None,
+                max_restarts=r.max_restarts, temperature=r.temperature, env=r.env,
+                version=policy.version, adapter=payload,
+            )  # fmt: skip
+            run_sync(self.pool.wait_ready())
+        elif self.pool.version != policy.version:
+            ref = self.get_trainer().publish.remote(policy.adapter)  # stays in the object store
+            seconds = run_sync(self.pool.broadcast(policy.version, ref))
+            self.broadcasts.append({"version": policy.version, "seconds": round(seconds, 3)})
+            log.info("broadcast version %d to %d replicas in %.2f s",
+                     policy.version, len(self.pool.healthy()), seconds)  # fmt: skip
+        return self.pool
+
+    def close(self) -> None:
+        import ray
+
+        if self.pool is not None:
+            self.pool.shutdown()
+        if self.trainer is not None:
+            ray.kill(self.trainer)
+
+
+# ---- stages ----------------------------------------------------------------------------------
+
+
+def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
+    from itool_ray.eval.generate import evaluate_on_pool
+
+    pool = rt.serve(policy)
+    results = evaluate_on_pool(pool, heldout_sets(data_dir), max_tokens=rt.cfg.eval.max_tokens)
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
     return {
-        r.name: {"accuracy": round(r.accuracy, 4), "n": r.n, "parse_errors": r.parse_errors}
-        for r in results
+        "version": policy.version,
+        **{
+            r.name: {"accuracy": round(r.accuracy, 4), "n": r.n, "parse_errors": r.parse_errors}
+            for r in results
+        },
     }
 
 
-def run_itool(cfg: ITOolConfig, log=print) -> dict[str, dict]:
-    """Run (or resume) the job; returns the per-stage held-out accuracy table."""
+def _sft_stage(rt: Runtime, data_dir: Path, out: Path) -> dict:
+    import ray
+
+    settings = rt.cfg.train.sft.build()
+    return ray.get(rt.get_trainer().warmup_sft.remote(warmup_buckets(data_dir), str(out), settings))
+
+
+def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
+    from itool_ray.train import select_hard
+    from itool_ray.train.trainer import sharded_perplexity
+
+    rt.init()
+    samples = read_samples(data_dir / "reinforce.jsonl")
+    shards = rt.cfg.train.perplexity_shards or rt.cfg.replicas.count
+    ppl = sharded_perplexity(rt.model_dir, policy.adapter, samples, shards,
+                             num_cpus=rt.cfg.replicas.num_cpus or 1)  # fmt: skip
+    selection = select_hard(samples, ppl, rt.cfg.train.alpha)
+    (out / "selection.json").write_text(json.dumps(selection.to_dict(), indent=1))
+    write_samples(out / "hard.jsonl", selection.chosen)
+    return {"candidates": len(samples), "kept": len(selection.chosen),
+            "threshold": selection.threshold, "version": policy.version}  # fmt: skip
+
+
+def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dict:
+    from itool_ray.rollout import run_rollout
+
+    pool = rt.serve(policy)
+    samples = read_samples(select_dir / "hard.jsonl")
+    result = run_rollout(samples, rt.cfg.mcts.build(), out, pool=pool,
+                         settings=rt.cfg.manager.build(), manager_cpus=rt.cfg.manager.num_cpus)  # fmt: skip
+    summary = result.summary
+    keep = ("trees_finished", "pairs", "expansions", "failures", "prefix_cache_hit_rate")
+    return {k: summary[k] for k in keep if k in summary} | {"version": policy.version}
+
+
+def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:
+    import ray
+
+    from itool_ray.rollout import read_pairs
+
+    pairs = read_pairs(mcts_dir / "pairs.jsonl")
+    if not pairs:
+        return {"skipped": "no pairs", "adapter_dir": policy.adapter}
+    settings = rt.cfg.train.dpo.build()
+    return ray.get(rt.get_trainer().dpo.remote(policy.adapter, pairs, str(out), settings))
+
+
+def _iteration(
+    rt: Runtime, stages: StageRunner, it: int, policy: Policy, log: Callable[[str], None]
+) -> tuple[Policy, dict]:
+    """One iTool iteration: select -> MCTS -> DPO -> broadcast + evaluate."""
+    name, data_dir = f"iter{it}", stages.path("data")
+    sel = stages.run(f"{name}-select", lambda out: _select_stage(rt, data_dir, policy, out))
+    log(f"[{name}] {sel['kept']} hard samples of {sel['candidates']} (alpha={rt.cfg.train.alpha})")
+    select_dir = stages.path(f"{name}-select")
+    mcts = stages.run(
+        f"{name}-mcts", lambda out: _mcts_stage(rt, select_dir, policy, out), keep_partial=True
+    )
+    log(f"[{name}] {mcts.get('pairs', 0)} pairs from {mcts.get('trees_finished', 0)} trees")
+    mcts_dir = stages.path(f"{name}-mcts")
+    dpo = stages.run(f"{name}-dpo", lambda out: _dpo_stage(rt, mcts_dir, policy, out))
+    new = policy
+    if dpo.get("adapter_dir") and "skipped" not in dpo:
+        new = Policy(policy.version + 1, dpo["adapter_dir"])
+    row = stages.run(f"{name}-eval", lambda out: _eval_stage(rt, data_dir, new, out))
+    return new, {**row, "pairs": mcts.get("pairs", 0)}
+
+
+def run_itool(cfg: ITOolConfig, log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Run (or resume) the job; returns the held-out accuracy table, one row per policy."""
     from itool_ray.models import resolve_model
 
-    stages = StageRunner(cfg.run_dir, log=log)
+    stages = StageRunner(cfg.run_dir, log=log, stop_after=cfg.stop_after)
     (Path(cfg.run_dir) / "config.json").write_text(cfg.model_dump_json(indent=1))
-    stages.run("data", lambda out: _data_stage(cfg, out))
-    model_dir = resolve_model(cfg.model)
-    table = {
-        "base": stages.run(
-            "eval-base", lambda out: _eval_stage(cfg, model_dir, stages.path("data"), None, out)
-        )
-    }
+    data_dir = stages.path("data")
+    rt = Runtime(cfg, str(resolve_model(cfg.model)))
+    policy = Policy()
+    table: dict[str, dict] = {}
+    try:
+        stages.run("data", lambda out: _data_stage(cfg, out))
+        table["base"] = stages.run("eval-base", lambda out: _eval_stage(rt, data_dir, policy, out))
+        if cfg.train.warmup:
+            sft = stages.run("sft", lambda out: _sft_stage(rt, data_dir, out))
+            policy = Policy(1, sft["adapter_dir"])
+            table["sft"] = stages.run(
+                "eval-sft", lambda out: _eval_stage(rt, data_dir, policy, out)
+            )
+        for it in range(1, cfg.train.iterations + 1):
+            policy, table[f"iter{it}"] = _iteration(rt, stages, it, policy, log)
+        if cfg.train.export_merged and policy.adapter:
+            import ray
+
+            stages.run("export", lambda out: {"merged": ray.get(
+                rt.get_trainer().export_merged.remote(policy.adapter, str(out / "model")))})  # fmt: skip
+    except StopAfter as stop:
+        log(f"[job] stopped after stage {stop} as asked; run again without stop_after to resume")
+    finally:
+        if rt.broadcasts:
+            with (Path(cfg.run_dir) / "broadcasts.jsonl").open("a") as f:
+                f.writelines(json.dumps(b) + "\n" for b in rt.broadcasts)
+        rt.close()
+    (Path(cfg.run_dir) / "table.json").write_text(json.dumps(table, indent=1))
     return table

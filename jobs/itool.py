@@ -37,14 +37,17 @@ def main(
         raise SystemExit(str(e)) from None
     console = Console()
     table_data = run_itool(cfg, log=lambda msg: console.print(msg, markup=False, highlight=False))
-    sets = sorted({name for row in table_data.values() for name in row if name != "seconds"})
-    table = Table(title="held-out accuracy per stage")
-    table.add_column("stage")
+    sets = sorted({k for row in table_data.values() for k, v in row.items() if isinstance(v, dict)})
+    table = Table(title=f"held-out accuracy per stage ({cfg.run_dir})")
+    for col in ("stage", "version", "pairs"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
     for name in sets:
         table.add_column(name, justify="right")
     for stage, row in table_data.items():
         table.add_row(
             stage,
+            str(row.get("version", "-")),
+            str(row.get("pairs", "-")),
             *(f"{row[n]['accuracy']:.3f} (n={row[n]['n']})" if n in row else "-" for n in sets),
         )
     console.print(table)

@@ -23,3 +23,13 @@ def smollm2_dir() -> Path:
     from itool_ray.models import prepare_smollm2
 
     return prepare_smollm2()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ray.init(num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,37 +1,80 @@
-"""Held-out accuracy of a policy engine: render prompts, greedy decode in one batch, score."""
+"""Held-out accuracy of a policy: render prompts, greedy decode, score.
+
+Two ways to decode: one in-process ``VLLMPolicy`` (:func:`evaluate_sets`), or the replicas of
+a ``ReplicaPool`` in parallel (:func:`evaluate_on_pool`). Both score with the same
+:func:`score_sets`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from itool_ray.data import Sample, render_prompt
 from itool_ray.eval.scoring import EvalSummary, score_response, summarize
+
+Responder = Callable[[list[Sample]], Sequence[str | None]]
+"""Greedy responses for samples, in order; None where the prompt does not fit the context."""
+
+
+def score_sets(sets: Mapping[str, Sequence[Sample]], respond: Responder) -> list[EvalSummary]:
+    """Decode every sample of every set with one ``respond`` call and score each set.
+
+    Prompts that do not fit (``None`` responses) are counted per set as skipped, never
+    truncated silently; a response that does not parse is a wrong answer.
+    """
+    owners = [(name, s) for name, samples in sets.items() for s in samples]
+    responses = list(respond([s for _, s in owners])) if owners else []
+    if len(responses) != len(owners):
+        raise RuntimeError(f"responder returned {len(responses)} answers for {len(owners)}")
+    scored: dict[str, list] = {name: [] for name in sets}
+    skipped = dict.fromkeys(sets, 0)
+    for (name, s), text in zip(owners, responses, strict=True):
+        if text is None:
+            skipped[name] += 1
+        else:
+            scored[name].append(score_response(s, text))
+    return [summarize(name, scored[name], skipped[name]) for name in sets]
 
 
 def evaluate_sets(
     policy, sets: Mapping[str, Sequence[Sample]], *, max_tokens: int = 192
 ) -> list[EvalSummary]:
-    """Greedy responses of ``policy`` (a ``VLLMPolicy`` or anything with its ``generate`` and
-    ``tokenizer``) for every sample of every set, all sets in one engine batch.
-
-    Prompts that do not fit the engine's context (``max_model_len - max_tokens``) are skipped
-    and counted per set, never truncated silently.
-    """
+    """Greedy responses of ``policy`` (a ``VLLMPolicy`` or anything with its ``generate``,
+    ``tokenizer`` and ``config``) for every sample of every set, in one engine batch."""
     tok = policy.tokenizer
     limit = policy.config.max_model_len - max_tokens
-    prompts: list[list[int]] = []
-    owners: list[tuple[str, Sample]] = []
-    skipped = dict.fromkeys(sets, 0)
-    for name, samples in sets.items():
-        for s in samples:
-            ids = tok(render_prompt(s, tok), add_special_tokens=False)["input_ids"]
-            if len(ids) > limit:
-                skipped[name] += 1
-                continue
-            prompts.append(ids)
-            owners.append((name, s))
-    outs = policy.generate(prompts, n=1, max_tokens=max_tokens, temperature=0.0) if prompts else []
-    scored: dict[str, list] = {name: [] for name in sets}
-    for (name, s), (completion,) in zip(owners, outs, strict=True):
-        scored[name].append(score_response(s, completion.text))
-    return [summarize(name, scored[name], skipped[name]) for name in sets]
+
+    def respond(samples: list[Sample]) -> list[str | None]:
+        ids = [tok(render_prompt(s, tok), add_special_tokens=False)["input_ids"] for s in samples]
+        keep = [i for i, p in enumerate(ids) if len(p) <= limit]
+        outs = policy.generate([ids[i] for i in keep], n=1, max_tokens=max_tokens, temperature=0.0)
+        texts: list[str | None] = [None] * len(samples)
+        for i, (completion,) in zip(keep, outs, strict=True):
+            texts[i] = completion.text
+        return texts
+
+    return score_sets(sets, respond)
+
+
+def evaluate_on_pool(
+    pool, sets: Mapping[str, Sequence[Sample]], *, max_tokens: int = 192
+) -> list[EvalSummary]:
+    """Like :func:`evaluate_sets`, the samples split over the pool's healthy replicas
+    (``PolicyReplica.respond``), all decoding in parallel at the pool's current version."""
+    import ray
+
+    def respond(samples: list[Sample]) -> list[str | None]:
+        live = [pool.replicas[i].handle for i in pool.healthy()]
+        if not live:
+            raise RuntimeError("evaluate_on_pool: no healthy replica")
+        parts = [samples[i :: len(live)] for i in range(len(live))]
+        outs = ray.get(
+            [h.respond.remote(p, max_tokens) for h, p in zip(live, parts, strict=True) if p]
+        )
+        texts: list[str | None] = [None] * len(samples)
+        for r, part in enumerate(outs):
+            for j, text in enumerate(part):
+                texts[r + j * len(live)] = text
+        return texts
+
+    return score_sets(sets, respond)

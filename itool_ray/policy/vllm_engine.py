@@ -110,8 +110,16 @@ class VLLMPolicy:
                 raise ValueError("load_policy with an adapter needs EngineConfig.enable_lora=True")
             from vllm.lora.request import LoRARequest
 
+            old = self._lora
             self._lora = LoRARequest(f"policy-v{version}", self._next_lora_id, str(adapter_dir))
             self._next_lora_id += 1
+            # load it now rather than on the first request, so "switched" means "serving",
+            # and free the previous version's slot
+            engine = self.llm.llm_engine
+            if hasattr(engine, "add_lora"):
+                engine.add_lora(self._lora)
+                if old is not None and hasattr(engine, "remove_lora"):
+                    engine.remove_lora(old.lora_int_id)
         self.version = int(version)
         return self.version
 

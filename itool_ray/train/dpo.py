@@ -1,0 +1,451 @@
+"""Step-level preference optimisation on MCTS pairs (iTool section 4.3, eq. 10-11), TRL + LoRA.
+
+**Data.** A pair's prompt is the chat prompt of its sample (tools + messages, generation
+prompt) followed by the path so far as a partial assistant turn (``Pair.prefix``); chosen
+and rejected are the next steps as raw continuations, no chat template around them. Rows are
+pre-tokenised exactly as the policy engine builds its expansion prompts:
+``ids(chat prompt) + ids(prefix)``, both without added special tokens, and the steps are the
+token ids the policy sampled (``Pair.chosen_token_ids``; the text is encoded only when a pair
+carries no ids). Nothing is appended to a step: TRL's own tokenisation would add an EOS token
+after every step (and the experimental ORPO / CPO trainers a BOS too), which would teach the
+policy to end its turn after one call. A terminal step that ended with the end-of-turn token
+keeps it, since the policy sampled it.
+
+**Reference model = the previous policy, one adapter all along.** The policy of iteration
+i-1 is base + adapter A(i-1). Iteration i loads A(i-1) *trainable* on the original base (PEFT
+adapter ``"default"``) and hands the PeftModel to ``trl.DPOTrainer`` with ``ref_model=None``.
+TRL 1.16 then adds a second, frozen adapter ``"ref"`` holding a copy of A(i-1)'s weights and
+computes the reference log-probs with ``"ref"`` active (``use_adapter(model, "ref")``), so
+pi_ref = base + A(i-1) exactly, as eq. 10-11 ask. The trained adapter A(i) is saved alone
+(``selected_adapters=["default"]``): one PEFT adapter relative to the *original* base, which
+vLLM serves as one LoRA (a new LoRA id per version, no restart). Cost: one extra LoRA copy
+(for Llama-3.1-8B, r=8 on all linear layers: about 21M parameters, 84 MB in float32) and a
+reference forward pass per batch with the other adapter active; no second copy of the base
+model. (The alternatives considered: merging A(i-1) into the base and training a fresh LoRA
+gives a policy vLLM cannot serve as one adapter over the original base; a full frozen copy
+of the model as ``ref_model`` costs a second base model, 16 GB for 8B in bf16.) The rank
+stays r across iterations: every policy is base + a rank-r update. The first iteration, with
+no adapter in, starts a fresh LoRA whose reference is the base model itself.
+
+**Losses** (:data:`LOSSES`), each a small factory building the TRL trainer:
+
+* ``dpo``: ``trl.DPOTrainer``, ``loss_type=["sigmoid"]`` (eq. 11), reference as above.
+* ``ipo``: ``trl.DPOTrainer``, ``loss_type=["ipo"]`` (TRL normalises the log-ratios by the
+  number of step tokens), reference as above.
+* ``simpo``: ``trl.experimental.cpo.CPOTrainer``, ``loss_type="simpo"``, ``cpo_alpha=0``
+  (pure SimPO, no behaviour-cloning term), ``simpo_gamma``. Reference-free.
+* ``orpo``: ``trl.experimental.orpo.ORPOTrainer`` (odds-ratio term + NLL on the chosen
+  step, lambda = ``beta``). Reference-free.
+
+TRL 1.16 moved CPO/SimPO and ORPO to ``trl.experimental``; when that import fails the loss
+raises :class:`LossUnavailableError` with the reason. The reference-free losses train the
+same continued adapter; they have no reference model.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl import DPOConfig, DPOTrainer
+
+from itool_ray.data import Sample, render_prompt
+from itool_ray.mcts.pairs import Pair
+from itool_ray.train._common import (
+    ADAPTER_SUBDIR,
+    Device,
+    cpu_threads,
+    encode,
+    first_last,
+    history_series,
+    load_policy,
+    load_tokenizer,
+    log,
+    pick_device,
+    prune_empty_dirs,
+    save_adapter,
+    training_kwargs,
+)
+from itool_ray.train.config import DPOSettings, LoraSettings
+
+_ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+class LossUnavailableError(RuntimeError):
+    """The selected preference loss is not available in the installed TRL."""
+
+
+# ---- data ------------------------------------------------------------------------------
+
+
+def pair_prompt(pair: Pair, tokenizer) -> str:
+    """The chat prompt of the pair's sample (tools + messages, generation prompt)."""
+    sample = Sample(
+        id=pair.tree_id, tools=tuple(pair.tools), messages=tuple(pair.prompt_messages), gold=""
+    )
+    return render_prompt(sample, tokenizer)
+
+
+def pairs_to_dataset(pairs: Sequence[Pair], tokenizer, *, use_token_ids: bool = True):
+    """A ``datasets.Dataset`` of step-level preference rows (module docstring).
+
+    Columns: ``prompt`` (chat prompt + prefix, text), ``chosen`` / ``rejected`` (step texts),
+    ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` (what is trained on), and for
+    bookkeeping ``tree_id``, ``node_id``, ``depth``, ``policy_version``, ``chosen_q``,
+    ``rejected_q``. ``use_token_ids=False`` re-encodes the step texts instead of using the
+    sampled token ids.
+    """
+    from datasets import Dataset
+
+    rows: list[dict[str, Any]] = []
+    prompt_cache: dict[tuple, tuple[str, list[int]]] = {}
+    for p in pairs:
+        key = (p.tree_id, repr(p.prompt_messages), repr(p.tools))
+        if key not in prompt_cache:
+            chat = pair_prompt(p, tokenizer)
+            prompt_cache[key] = (chat, encode(tokenizer, chat))
+        chat, chat_ids = prompt_cache[key]
+        steps = {}
+        for side, text, ids in (
+            ("chosen", p.chosen, p.chosen_token_ids),
+            ("rejected", p.rejected, p.rejected_token_ids),
+        ):
+            steps[side] = list(ids) if use_token_ids and ids else encode(tokenizer, text)
+            if not steps[side]:
+                raise ValueError(f"pair {p.tree_id}/{p.node_id}: empty {side} step")
+        rows.append(
+            {
+                "prompt": chat + p.prefix,
+                "chosen": p.chosen,
+                "rejected": p.rejected,
+                "prompt_ids": chat_ids + (encode(tokenizer, p.prefix) if p.prefix else []),
+                "chosen_ids": steps["chosen"],
+                "rejected_ids": steps["rejected"],
+                "tree_id": p.tree_id,
+                "node_id": p.node_id,
+                "depth": p.depth,
+                "policy_version": p.policy_version,
+                "chosen_q": p.chosen_q,
+                "rejected_q": p.rejected_q,
+            }
+        )
+    return Dataset.from_list(rows)
+
+
+def _fit(dataset, max_length: int):
+    """Drop rows whose prompt alone fills ``max_length`` (no step token left to compare)."""
+    return dataset.filter(lambda row: len(row["prompt_ids"]) < max_length)
+
+
+# ---- trainers --------------------------------------------------------------------------
+
+
+class _StepDPOTrainer(DPOTrainer):
+    """DPOTrainer that takes rows already tokenised by :func:`pairs_to_dataset` as they are
+    (TRL would re-tokenise the text and append an EOS token to every step)."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if set(_ID_COLUMNS) <= set(dataset.column_names):
+            return _fit(dataset, args.max_length) if args.max_length is not None else dataset
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+
+def _ids_row(feature: dict[str, Any], max_length: int) -> dict[str, list[int]]:
+    """The row layout of TRL's experimental CPO / ORPO trainers, from our token ids (no BOS
+    or EOS added); steps are cut to fit ``max_length``."""
+    prompt = list(feature["prompt_ids"])
+    room = max(0, max_length - len(prompt))
+    out: dict[str, list[int]] = {
+        "prompt_input_ids": prompt,
+        "prompt_attention_mask": [1] * len(prompt),
+    }
+    for side in ("chosen", "rejected"):
+        step = list(feature[f"{side}_ids"])[:room]
+        out[f"{side}_input_ids"] = prompt + step
+        out[f"{side}_attention_mask"] = [1] * (len(prompt) + len(step))
+        out[f"{side}_labels"] = [-100] * len(prompt) + step
+    return out
+
+
+def _experimental(module: str, names: tuple[str, str]):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the "trl.experimental is unstable" notice
+            mod = __import__(f"trl.experimental.{module}", fromlist=list(names))
+            return tuple(getattr(mod, n) for n in names)
+    except (ImportError, AttributeError) as e:
+        import trl
+
+        raise LossUnavailableError(
+            f"trl {trl.__version__} has no trl.experimental.{module}.{'/'.join(names)} ({e})"
+        ) from e
+
+
+_ID_TRAINERS: dict[str, type] = {}
+
+
+def _ids_trainer(module: str, trainer_name: str, config_name: str) -> tuple[type, type]:
+    """Subclass of an experimental CPO / ORPO trainer that builds its rows from token ids."""
+    trainer_cls, config_cls = _experimental(module, (trainer_name, config_name))
+    if trainer_name not in _ID_TRAINERS:
+
+        def tokenize_row(self, feature, model=None):
+            return _ids_row(feature, self.max_length)
+
+        _ID_TRAINERS[trainer_name] = type(
+            f"_Step{trainer_name}", (trainer_cls,), {"tokenize_row": tokenize_row}
+        )
+    return _ID_TRAINERS[trainer_name], config_cls
+
+
+def _dpo_family(loss_type: str):
+    def make(model, tokenizer, dataset, s: DPOSettings, common: dict[str, Any]):
+        args = DPOConfig(**common, beta=s.beta, loss_type=[loss_type], max_length=s.max_length)
+        return _StepDPOTrainer(
+            model=model,
+            ref_model=None,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+        )
+
+    return make
+
+
+def _make_simpo(model, tokenizer, dataset, s: DPOSettings, common: dict[str, Any]):
+    trainer_cls, config_cls = _ids_trainer("cpo", "CPOTrainer", "CPOConfig")
+    args = config_cls(
+        **common, beta=s.beta, loss_type="simpo", cpo_alpha=0.0, simpo_gamma=s.simpo_gamma,
+        max_length=s.max_length, remove_unused_columns=False,
+    )  # fmt: skip
+    return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def _make_orpo(model, tokenizer, dataset, s: DPOSettings, common: dict[str, Any]):
+    trainer_cls, config_cls = _ids_trainer("orpo", "ORPOTrainer", "ORPOConfig")
+    args = config_cls(**common, beta=s.beta, max_length=s.max_length, remove_unused_columns=False)
+    return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+@dataclass(frozen=True)
+class PreferenceLoss:
+    """A registered preference loss.
+
+    Attributes:
+        name: the ``DPOSettings.loss`` value.
+        trl: the TRL trainer and its loss setting (for reports).
+        uses_reference: whether the loss compares against the previous policy.
+        make: ``(model, tokenizer, dataset, settings, common_training_kwargs) -> Trainer``.
+        probe: raises :class:`LossUnavailableError` when this TRL lacks the loss.
+    """
+
+    name: str
+    trl: str
+    uses_reference: bool
+    make: Callable[..., Any]
+    probe: Callable[[], object] = field(default=lambda: None)
+
+
+LOSSES: dict[str, PreferenceLoss] = {
+    "dpo": PreferenceLoss("dpo", "DPOTrainer loss_type=['sigmoid']", True, _dpo_family("sigmoid")),
+    "ipo": PreferenceLoss("ipo", "DPOTrainer loss_type=['ipo']", True, _dpo_family("ipo")),
+    "simpo": PreferenceLoss(
+        "simpo",
+        "experimental CPOTrainer loss_type='simpo', cpo_alpha=0",
+        False,
+        _make_simpo,
+        lambda: _experimental("cpo", ("CPOTrainer", "CPOConfig")),
+    ),  # fmt: skip
+    "orpo": PreferenceLoss(
+        "orpo",
+        "experimental ORPOTrainer",
+        False,
+        _make_orpo,
+        lambda: _experimental("orpo", ("ORPOTrainer", "ORPOConfig")),
+    ),  # fmt: skip
+}
+
+
+def loss_unavailable_reason(name: str) -> str | None:
+    """None when loss ``name`` can be trained with the installed TRL, else why not."""
+    if name not in LOSSES:
+        return f"unknown loss {name!r}; known: {sorted(LOSSES)}"
+    try:
+        LOSSES[name].probe()
+    except LossUnavailableError as e:
+        return str(e)
+    return None
+
+
+# ---- entry point -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DPOResult:
+    """What :func:`train_dpo` did and where the new adapter is.
+
+    ``losses`` / ``margins`` hold the per-step ``loss`` and ``rewards/margins`` the trainer
+    logged (for ``dpo`` / ``ipo`` a margin is beta * (chosen - rejected) log-ratio against
+    the previous policy; the reference-free losses log their own reward definition).
+    """
+
+    adapter_dir: Path
+    loss: str
+    device: str
+    pairs: int
+    dropped: int
+    steps: int
+    losses: tuple[float, ...]
+    margins: tuple[float, ...]
+    accuracies: tuple[float, ...]
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def first_loss(self) -> float | None:
+        return first_last(self.losses)[0]
+
+    @property
+    def last_loss(self) -> float | None:
+        return first_last(self.losses)[1]
+
+    @property
+    def first_margin(self) -> float | None:
+        return first_last(self.margins)[0]
+
+    @property
+    def last_margin(self) -> float | None:
+        return first_last(self.margins)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "adapter_dir": str(self.adapter_dir),
+            "loss": self.loss,
+            "device": self.device,
+            "pairs": self.pairs,
+            "dropped": self.dropped,
+            "steps": self.steps,
+            "first_loss": self.first_loss,
+            "last_loss": self.last_loss,
+            "first_margin": self.first_margin,
+            "last_margin": self.last_margin,
+            "losses": list(self.losses),
+            "margins": list(self.margins),
+            "accuracies": list(self.accuracies),
+            "seconds": self.seconds,
+            "settings": dict(self.settings),
+        }
+
+
+def make_preference_trainer(
+    model,
+    tokenizer,
+    dataset,
+    settings: DPOSettings,
+    output_dir: str | Path,
+    *,
+    device: Device | None = None,
+    callbacks: list | None = None,
+):
+    """The TRL trainer of ``settings.loss`` on ``model`` (a PeftModel whose ``"default"``
+    adapter is trained) for a dataset from :func:`pairs_to_dataset`."""
+    spec = LOSSES[settings.loss]
+    reason = loss_unavailable_reason(settings.loss)
+    if reason is not None:
+        raise LossUnavailableError(
+            f"loss {settings.loss!r} ({spec.trl}) is not available: {reason}"
+        )
+    common = training_kwargs(settings, device or pick_device(), output_dir)
+    trainer = spec.make(model, tokenizer, dataset, settings, common)
+    for cb in callbacks or ():
+        trainer.add_callback(cb)
+    return trainer
+
+
+def train_dpo(
+    model_dir: str | Path,
+    adapter_in: str | Path | None,
+    pairs: Sequence[Pair],
+    out_dir: str | Path,
+    settings: DPOSettings | None = None,
+    lora: LoraSettings | None = None,
+    *,
+    callbacks: list | None = None,
+) -> DPOResult:
+    """One iteration of preference optimisation (module docstring); the new adapter and the
+    tokenizer are saved to ``out_dir/adapter`` (PEFT format, relative to ``model_dir``).
+
+    Args:
+        model_dir: the original base model folder.
+        adapter_in: the previous policy's adapter (SFT or the previous iteration); ``None``
+            starts a fresh LoRA (reference = the base model).
+        pairs: step-level pairs from the MCTS.
+        out_dir: output folder; trainer scratch goes to ``out_dir/runs``.
+        settings: preference settings (default :class:`DPOSettings`).
+        lora: shape of a fresh adapter (ignored when ``adapter_in`` is given).
+        callbacks: extra ``transformers.TrainerCallback`` objects (progress).
+    """
+    settings = settings or DPOSettings()
+    lora = lora or LoraSettings()
+    if not pairs:
+        raise ValueError("train_dpo: no pairs")
+    reason = loss_unavailable_reason(settings.loss)
+    if reason is not None:
+        raise LossUnavailableError(f"loss {settings.loss!r} is not available: {reason}")
+    out = Path(out_dir)
+    device = pick_device()
+    with cpu_threads(settings.cpu_threads):
+        tokenizer = load_tokenizer(model_dir)
+        dataset = pairs_to_dataset(pairs, tokenizer)
+        kept = _fit(dataset, settings.max_length)
+        dropped = len(dataset) - len(kept)
+        if dropped:
+            log.warning(
+                "DPO: %d of %d pairs dropped (prompt fills max_length=%d)",
+                dropped,
+                len(dataset),
+                settings.max_length,
+            )
+        if len(kept) == 0:
+            raise ValueError(
+                f"train_dpo: every pair's prompt fills max_length={settings.max_length}"
+            )
+        model = load_policy(model_dir, adapter_in, lora, device.dtype, seed=settings.seed)
+        spec = LOSSES[settings.loss]
+        reference = "none"
+        if spec.uses_reference:
+            reference = f"adapter {adapter_in}" if adapter_in is not None else "base model"
+        log.info(
+            "preference training on %s: loss=%s (%s), %d pairs, reference=%s",
+            device.name, settings.loss, spec.trl, len(kept), reference,
+        )  # fmt: skip
+        trainer = make_preference_trainer(
+            model, tokenizer, kept, settings, out / "runs", device=device, callbacks=callbacks
+        )
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        history = trainer.state.log_history
+        prune_empty_dirs(out / "runs")
+        result = DPOResult(
+            adapter_dir=save_adapter(model, tokenizer, out / ADAPTER_SUBDIR),
+            loss=settings.loss,
+            device=device.name,
+            pairs=len(kept),
+            dropped=dropped,
+            steps=trainer.state.global_step,
+            losses=tuple(history_series(history, "loss")),
+            margins=tuple(history_series(history, "rewards/margins")),
+            accuracies=tuple(history_series(history, "rewards/accuracies")),
+            seconds=seconds,
+            settings=settings.to_dict(),
+        )
+    log.info(
+        "preference training: %d steps, loss %s -> %s, margin %s -> %s, %.1fs",
+        result.steps, result.first_loss, result.last_loss, result.first_margin, result.last_margin, seconds,
+    )  # fmt: skip
+    return result

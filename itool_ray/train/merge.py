@@ -1,0 +1,64 @@
+"""Export base + LoRA adapter as one merged model folder (for serving full weights).
+
+The adapter is merged in float32 (``merge_and_unload``) and the result cast to the base
+model's saved dtype (bf16 for SmolLM2 / Llama) unless ``dtype`` says otherwise, so the merge
+itself adds no rounding beyond the final cast. Memory: the base model is held in float32
+during the merge (4 bytes per parameter: about 32 GB for an 8B model). The folder is written
+to a temporary sibling and renamed, with the ``.itool-complete`` marker of
+``itool_ray.models``, so an interrupted export never looks complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from itool_ray.train._common import cpu_threads, load_base, load_tokenizer, log
+
+
+def base_dtype(model_dir: str | Path) -> torch.dtype:
+    """The dtype the base model was saved in (float32 when its config does not say)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(str(model_dir))
+    dtype = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
+def export_merged(
+    model_dir: str | Path,
+    adapter_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    threads: int | None = 2,
+) -> Path:
+    """Merge ``adapter_dir`` into ``model_dir`` and save model + tokenizer to ``out_dir``."""
+    from peft import PeftModel
+
+    out = Path(out_dir)
+    target = dtype or base_dtype(model_dir)
+    with cpu_threads(threads):
+        base = load_base(model_dir, torch.float32)
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+        merged = merged.to(target)
+        tokenizer = load_tokenizer(model_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        try:
+            merged.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / ".itool-complete").write_text(f"merged {adapter_dir} into {model_dir}\n")
+            tmp.chmod(0o755)
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("merged %s into %s -> %s (%s)", adapter_dir, model_dir, out, target)
+    return out

@@ -1,0 +1,133 @@
+"""The Trainer: warm-up SFT, step-level DPO, perplexity and adapter publishing for one base
+model, as a plain class; ``ray.remote(Trainer)`` makes it the trainer actor
+(``num_gpus=1`` on GPU), see :func:`start_trainer`.
+
+Publishing: :meth:`Trainer.publish` returns an adapter folder as a payload (file name ->
+bytes). Called as ``trainer.publish.remote(dir)`` its result lives in the object store once;
+the driver hands that ``ObjectRef`` to ``ReplicaPool.broadcast`` and every replica fetches it
+from there (the driver never copies the weights), writes it to local disk and switches its
+vLLM engine to it as a new LoRA id, without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from itool_ray.train.config import DPOSettings, LoraSettings, SFTSettings
+
+
+class Trainer:
+    """Training for one base model (``model_dir``, any local Hugging Face folder).
+
+    Every method returns JSON-ready dicts (what ran, losses, where the adapter is), so the
+    actor's results are small; adapters stay on disk until published.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike[str], lora: LoraSettings | None = None):
+        self.model_dir = str(model_dir)
+        self.lora = lora or LoraSettings()
+
+    def warmup_sft(
+        self, data: Any, out_dir: str, settings: SFTSettings | None = None
+    ) -> dict[str, Any]:
+        """Easy-to-hard (or mixed) LoRA SFT on ``data`` (``DifficultyBuckets`` or samples);
+        the adapter lands in ``out_dir/adapter``."""
+        from itool_ray.train.sft import warmup_sft
+
+        return warmup_sft(self.model_dir, data, out_dir, settings, self.lora).to_dict()
+
+    def dpo(
+        self,
+        adapter_in: str | None,
+        pairs: Sequence[Any],
+        out_dir: str,
+        settings: DPOSettings | None = None,
+    ) -> dict[str, Any]:
+        """One preference-optimisation round from ``adapter_in`` (reference = that policy)."""
+        from itool_ray.train.dpo import train_dpo
+
+        return train_dpo(
+            self.model_dir, adapter_in, list(pairs), out_dir, settings, self.lora
+        ).to_dict()
+
+    def perplexity(
+        self, adapter: str | None, samples: Sequence[Any], threads: int | None = None
+    ) -> list[float]:
+        """Gold-response perplexity of each sample under base + ``adapter`` (eq. 4)."""
+        from itool_ray.train.perplexity import hf_perplexity
+
+        return hf_perplexity(self.model_dir, adapter, list(samples), threads=threads)
+
+    @staticmethod
+    def publish(adapter_dir: str) -> dict[str, bytes]:
+        """The adapter folder as a payload for the object store (see the module docstring)."""
+        from itool_ray.rollout.replica import adapter_payload
+
+        if not (Path(adapter_dir) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"publish: {adapter_dir} holds no PEFT adapter_config.json")
+        return adapter_payload(adapter_dir)
+
+    def export_merged(self, adapter_dir: str, out_dir: str) -> str:
+        """Base + adapter merged into one model folder for serving."""
+        from itool_ray.train.merge import export_merged
+
+        return str(export_merged(self.model_dir, adapter_dir, out_dir))
+
+
+def start_trainer(
+    model_dir: str,
+    lora: LoraSettings | None = None,
+    *,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    resources: dict[str, float] | None = None,
+    env: dict[str, str] | None = None,
+):
+    """Launch the trainer actor (one per job; ``num_gpus=1`` on a GPU cluster)."""
+    import ray
+
+    opts: dict[str, Any] = {
+        "num_cpus": num_cpus,
+        "num_gpus": num_gpus,
+        "max_restarts": 1,
+        "runtime_env": {"env_vars": dict(env or {})},
+    }
+    if resources:
+        opts["resources"] = dict(resources)
+    return ray.remote(Trainer).options(**opts).remote(model_dir, lora)
+
+
+def sharded_perplexity(
+    model_dir: str,
+    adapter: str | None,
+    samples: Sequence[Any],
+    shards: int,
+    *,
+    num_cpus: float = 1,
+    threads: int | None = 1,
+) -> list[float]:
+    """Perplexity of ``samples`` in ``shards`` parallel Ray tasks (input order kept).
+
+    vLLM cannot return prompt log-probs from a LoRA-enabled engine on this version (the
+    request crashes the engine), so the replicas do not score adapters; these tasks run the
+    same computation with transformers, spread over the cluster's CPUs or GPUs.
+    """
+    import ray
+
+    from itool_ray.train.perplexity import hf_perplexity
+
+    samples = list(samples)
+    if not samples:
+        return []
+    shards = max(1, min(shards, len(samples)))
+    task = ray.remote(hf_perplexity).options(num_cpus=num_cpus)
+    parts = [samples[i::shards] for i in range(shards)]
+    results = ray.get([task.remote(model_dir, adapter, part, threads=threads) for part in parts])
+    out: list[float] = [0.0] * len(samples)
+    for i, values in enumerate(results):
+        for j, v in enumerate(values):
+            out[i + j * shards] = v
+    return out
