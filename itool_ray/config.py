@@ -167,7 +167,9 @@ class ManagerSection(Section):
     max_batch: int = Field(64, ge=1)
     calls_per_replica: int = Field(2, ge=1)
     checkpoint_every_s: float = Field(30.0, ge=0)
-    overload: int = Field(64, ge=1)
+    overload: int | None = Field(
+        None, ge=1, description="None: max_batch * (calls_per_replica + 1), see ManagerSettings"
+    )
     num_cpus: float = Field(0.5, ge=0)
 
     def build(self):

@@ -7,6 +7,7 @@ Kept apart from the pure loaders so configs speak one small language for every s
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from itool_ray.data import (
     API_BANK_SPLITS,
@@ -35,15 +36,22 @@ KNOWN = (
 
 
 def load_named(
-    spec: str, *, limit: int | None = None, seed: int = 0, on_error: str = "skip"
+    spec: str,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    on_error: str = "skip",
+    synth: dict[str, Any] | None = None,
 ) -> list[Sample]:
     """Load the data set ``spec`` (first ``limit`` records; ``synth`` makes ``limit`` of them).
 
     Malformed records are skipped and counted (``on_error="skip"``) or stop the load
-    (``"raise"``); the count is logged.
+    (``"raise"``); the count is logged. ``synth``: ``SynthConfig`` fields for ``synth``
+    (e.g. ``max_candidates``), ignored by the other sources.
     """
     if spec == "synth":
-        result = synthesize(num_samples=limit if limit is not None else 1000, seed=seed)
+        num = limit if limit is not None else 1000
+        result = synthesize(num_samples=num, seed=seed, **dict(synth or {}))
         log.info("%s", result.report.summary())
         return list(result.samples)
     if spec.startswith("toolace:"):

@@ -47,32 +47,40 @@ class DataSection(Section):
     """Training pool and held-out sets (names as in ``itool_ray.datasets``)."""
 
     train: str = "synth"
-    num_samples: int = Field(360, ge=3, description="synthesized samples, or a cap on a loaded set")
-    reinforce_fraction: float = Field(0.2, gt=0, lt=1)
+    num_samples: int = Field(48, ge=3, description="synthesized samples, or a cap on a loaded set")
+    reinforce_fraction: float = Field(0.25, gt=0, lt=1)
+    synth: dict[str, Any] = Field(
+        default_factory=lambda: {"max_candidates": 2, "max_calls": 3},
+        description="SynthConfig fields for the synthesized sets (train and held-out)",
+    )
     heldout: dict[str, int] = Field(
-        default_factory=lambda: {"synth": 32, "seal-tools/test_out_domain": 16, "bfcl/simple": 16},
+        default_factory=lambda: {"synth": 8, "seal-tools/test_out_domain": 4, "bfcl/simple": 4},
         description="held-out set name -> number of records evaluated",
     )
     on_error: Literal["raise", "skip"] = "skip"
 
 
 class EvalSection(Section):
-    max_tokens: int = Field(128, ge=8)
+    max_tokens: int = Field(80, ge=8)
 
 
 class TrainSection(Section):
     """The trainer actor and the loop's knobs."""
 
     warmup: bool = Field(True, description="run the warm-up SFT stage")
-    iterations: int = Field(2, ge=0)
-    alpha: float = Field(0.2, gt=0, le=1, description="fraction of hard samples kept (eq. 4)")
+    iterations: int = Field(1, ge=0)
+    alpha: float = Field(0.5, gt=0, le=1, description="fraction of hard samples kept (eq. 4)")
     num_cpus: float = Field(1, ge=0)
     num_gpus: float = Field(0, ge=0)
-    perplexity_shards: int | None = Field(None, ge=1, description="default: one per replica")
+    perplexity_shards: int = Field(
+        1, ge=1, description="1: in the trainer actor; more: that many parallel Ray tasks"
+    )
     export_merged: bool = Field(False, description="save base + final adapter merged at the end")
     lora: LoraSection = LoraSection()
-    sft: SFTSection = SFTSection(epochs=1, batch_size=4, max_length=2048, lr=2e-4)
-    dpo: DPOSection = DPOSection(epochs=1, batch_size=4, max_length=2048, lr=5e-5, beta=0.1)
+    sft: SFTSection = SFTSection(epochs=1, batch_size=1, grad_accum=4, max_length=1536, lr=1e-3)
+    dpo: DPOSection = DPOSection(
+        epochs=1, batch_size=1, grad_accum=4, max_length=1536, lr=1e-4, beta=0.1
+    )
 
 
 class ITOolConfig(Section):
@@ -101,9 +109,8 @@ class ITOolConfig(Section):
 
 
 def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
-    pool = load_named(
-        cfg.data.train, limit=cfg.data.num_samples, seed=cfg.seed, on_error=cfg.data.on_error
-    )
+    pool = load_named(cfg.data.train, limit=cfg.data.num_samples, seed=cfg.seed,
+                      on_error=cfg.data.on_error, synth=cfg.data.synth)  # fmt: skip
     split = split_warmup_reinforce(
         pool, reinforce_fraction=cfg.data.reinforce_fraction, seed=cfg.seed
     )
@@ -114,7 +121,8 @@ def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
     heldout = {}
     for name, n in cfg.data.heldout.items():
         # a different seed keeps synthesized held-out samples apart from the training pool
-        samples = load_named(name, limit=n, seed=cfg.seed + 1, on_error=cfg.data.on_error)
+        samples = load_named(name, limit=n, seed=cfg.seed + 1, on_error=cfg.data.on_error,
+                             synth=cfg.data.synth)  # fmt: skip
         write_samples(out / f"heldout-{name.replace('/', '__')}.jsonl", samples)
         heldout[name] = len(samples)
     return {
@@ -160,9 +168,19 @@ class Runtime:
     broadcasts: list[dict[str, Any]] = field(default_factory=list)
 
     def init(self) -> None:
+        """Connect to the cluster, or start a local Ray whose CPU slots cover every actor of
+        the job at once (replicas, trainer, manager, perplexity tasks): stages take turns, so
+        the slots may exceed the cores."""
+        import math
+        import os
+
         from itool_ray.rollout import init_ray
 
-        init_ray(self.cfg.address)
+        c = self.cfg
+        shards = c.train.perplexity_shards if c.train.perplexity_shards > 1 else 0
+        slots = (c.replicas.count * c.replicas.num_cpus + c.train.num_cpus + c.manager.num_cpus
+                 + shards * max(c.replicas.num_cpus, 1))  # fmt: skip
+        init_ray(c.address, num_cpus=max(os.cpu_count() or 1, math.ceil(slots)))
 
     def get_trainer(self):
         if self.trainer is None:
@@ -236,14 +254,19 @@ def _sft_stage(rt: Runtime, data_dir: Path, out: Path) -> dict:
 
 
 def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
+    import ray
+
     from itool_ray.train import select_hard
     from itool_ray.train.trainer import sharded_perplexity
 
     rt.init()
     samples = read_samples(data_dir / "reinforce.jsonl")
-    shards = rt.cfg.train.perplexity_shards or rt.cfg.replicas.count
-    ppl = sharded_perplexity(rt.model_dir, policy.adapter, samples, shards,
-                             num_cpus=rt.cfg.replicas.num_cpus or 1)  # fmt: skip
+    shards = rt.cfg.train.perplexity_shards
+    if shards > 1:
+        ppl = sharded_perplexity(rt.model_dir, policy.adapter, samples, shards,
+                                 num_cpus=rt.cfg.replicas.num_cpus or 1)  # fmt: skip
+    else:
+        ppl = ray.get(rt.get_trainer().perplexity.remote(policy.adapter, samples))
     selection = select_hard(samples, ppl, rt.cfg.train.alpha)
     (out / "selection.json").write_text(json.dumps(selection.to_dict(), indent=1))
     write_samples(out / "hard.jsonl", selection.chosen)

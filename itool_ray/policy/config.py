@@ -12,7 +12,8 @@ class EngineConfig:
 
     Attributes:
         model: local Hugging Face model folder (``itool_ray.models.resolve_model`` output).
-        dtype: ``"auto"``, ``"bfloat16"``, ``"float16"`` or ``"float32"``.
+        dtype: ``"auto"`` (the model's dtype; float32 on a CPU without native bf16), ``"bfloat16"``,
+            ``"float16"`` or ``"float32"``.
         max_model_len: context length reserved per sequence.
         enable_prefix_caching: reuse KV blocks of shared prompt prefixes (MCTS siblings and
             descendants share most of their prompt).

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from itool_ray.policy.config import EngineConfig
 
@@ -47,6 +48,15 @@ class Completion:
         return float(sum(self.logprobs))
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); Linux only."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
 def _cuda_available() -> bool:
     try:
         import torch
@@ -70,11 +80,18 @@ class VLLMPolicy:
         self.on_gpu = on_gpu
         if not on_gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.cpu_kvcache_gb:g}")
+            # vLLM's "auto" binding pins every engine's threads to the same first cores (it
+            # assumes one engine per node): several replicas on a node would share one core.
+            # Unbound, the OS spreads them; users who pin replicas set the variable themselves.
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         from vllm import LLM
 
+        dtype = config.dtype
+        if dtype == "auto" and not on_gpu and not cpu_has_fast_bf16():
+            dtype = "float32"  # emulated bf16 matmuls are ~4x slower than float32 here
         kwargs = dict(
             model=config.model,
-            dtype=config.dtype,
+            dtype=dtype,
             max_model_len=config.max_model_len,
             enable_prefix_caching=config.enable_prefix_caching,
             gpu_memory_utilization=config.memory_fraction or (0.85 if on_gpu else 0.3),

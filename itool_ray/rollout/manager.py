@@ -7,9 +7,10 @@ A plain class with async methods; launched as an async Ray actor
 One loop turn: (1) revive replicas that came back; (2) fill: select leaves from the active
 trees (in-flight visit counts keep concurrent selections apart) until every healthy replica
 has ``max_batch`` requests queued, routing each by tree (prefix-cache affinity);
-(3) dispatch: one ``expand`` call per replica with room (``calls_per_replica``); (4) wait for
-the first call to finish, expand + back up its leaves with R = w_o * O + w_c * C (O: the call
-checker, C: the replica's self-evaluation); a failed call marks its replica down and abandons
+(3) dispatch: one ``expand`` call per replica with room (``calls_per_replica``; a call beyond
+the first only with a full batch); (4) wait for the first call to finish, expand + back up
+its leaves with R = w_o * O + w_c * C (O: the call checker, C: the replica's
+self-evaluation); a failed call marks its replica down and abandons
 its leaves, which are selected again and go elsewhere: nothing is lost. Finished trees emit
 their step-level pairs to ``out_dir/pairs.jsonl``; unfinished trees are checkpointed to
 ``out_dir/trees.json`` so a new manager resumes them.
@@ -47,18 +48,31 @@ class ManagerSettings:
         checkpoint_every_s: seconds between tree checkpoints (0: only at the end).
         revive_every_s: seconds between attempts to bring down replicas back.
         overload: requests a tree's replica may have in flight beyond the least-loaded
-            replica before the tree moves (prefix-cache affinity vs balance).
+            replica before the tree moves (prefix-cache affinity vs balance). None: one
+            replica's whole pipeline, ``max_batch * (calls_per_replica + 1)`` (sent calls plus
+            a full queue, the most the manager ever gives a replica): a tree moves only when
+            its replica is backed up and another is idle. A smaller value moves trees all the
+            time under load, since every answered call drops a replica's load by a batch.
     """
 
     max_batch: int = 64
     calls_per_replica: int = 2
     checkpoint_every_s: float = 30.0
     revive_every_s: float = 3.0
-    overload: int = 64
+    overload: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.calls_per_replica < 1:
             raise ValueError("ManagerSettings.max_batch and calls_per_replica must be >= 1")
+        if self.overload is not None and self.overload < 1:
+            raise ValueError("ManagerSettings.overload must be >= 1 (or None)")
+
+    @property
+    def overload_requests(self) -> int:
+        """``overload``, with None resolved (see the attribute)."""
+        if self.overload is not None:
+            return self.overload
+        return self.max_batch * (self.calls_per_replica + 1)
 
 
 class TreeManager:
@@ -73,7 +87,7 @@ class TreeManager:
         self.config = config
         self.settings = settings or ManagerSettings()
         self.pool = ReplicaPool(
-            replicas, version=version, adapter=adapter, overload=self.settings.overload
+            replicas, version=version, adapter=adapter, overload=self.settings.overload_requests
         )
         self.version = version
         self.out_dir = Path(out_dir) if out_dir else None
@@ -210,10 +224,14 @@ class TreeManager:
             by_replica: dict[int, list[int]] = {}
             for j, tid in enumerate(tids):
                 by_replica.setdefault(self.pool.route(tid) or 0, []).append(j)
-            for i, js in by_replica.items():
+
+            async def one(i: int, js: list[int]) -> tuple[list[int], list[float]]:
                 reqs = [EvalRequest(tids[j], 0, tuple(self.samples[tids[j]].messages),
                                     tuple(self.samples[tids[j]].tools), "", False) for j in js]  # fmt: skip
-                out = await self.pool.replicas[i].handle.evaluate.remote(reqs)
+                return js, await self.pool.replicas[i].handle.evaluate.remote(reqs)
+
+            # every replica at once (one after the other cost one engine call per replica)
+            for js, out in await asyncio.gather(*(one(i, js) for i, js in by_replica.items())):
                 for j, c in zip(js, out, strict=True):
                     conf[j] = c
         for j, tid in enumerate(tids):
@@ -236,20 +254,26 @@ class TreeManager:
         if not live:
             return
         cap = self.settings.max_batch
+        queue = self._queue
+        for i in live:
+            queue.setdefault(i, [])
+        full = sum(len(queue[i]) >= cap for i in live)
         for tree in list(self.trees.values()):
-            while True:
-                i = self.pool.route(tree.tree_id)
-                if i is None or len(self._queue.setdefault(i, [])) >= cap:
-                    break
-                leaf = tree.select()
-                if leaf is None:
-                    break
+            # select first, route second: a tree with nothing to select (its in-flight limit
+            # or budget reached) costs one cheap select(), not a route() over all replicas
+            while (leaf := tree.select()) is not None:
                 if leaf.terminal:
                     tree.backup(leaf)
                     continue
-                self._queue[i].append((tree, leaf, self._request(tree, leaf)))
+                i = self.pool.route(tree.tree_id)
+                if i is None or len(queue[i]) >= cap:
+                    tree.abandon(leaf)  # exact undo; the tree waits for its replica
+                    break
+                queue[i].append((tree, leaf, self._request(tree, leaf)))
                 self.pool.replicas[i].load += 1
-            if all(len(self._queue.get(i, ())) >= cap for i in live):
+                if len(queue[i]) == cap:
+                    full += 1
+            if full >= len(live):
                 break
         metrics.set_gauge("queue_depth", sum(len(q) for q in self._queue.values()))
 
@@ -266,7 +290,13 @@ class TreeManager:
                     tree.abandon(leaf)
                 queue.clear()
                 continue
-            if calls.get(i, 0) >= self.settings.calls_per_replica:
+            sent = calls.get(i, 0)
+            if sent >= self.settings.calls_per_replica:
+                continue
+            if sent and len(queue) < self.settings.max_batch:
+                # a second call only with a full batch: a partial one would make the leaves
+                # selected after the running call returns wait behind it (one step per
+                # expansion instead of two for narrow trees, fuller batches)
                 continue
             batch, self._queue[i] = queue, []
             ref = st.handle.expand.remote([r for _, _, r in batch])

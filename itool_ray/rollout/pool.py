@@ -125,11 +125,13 @@ class ReplicaPool:
         A new (or moving) tree goes to the least-loaded healthy replica, ties broken by the
         fewest trees owned, so trees spread evenly before any load exists.
         """
+        reps = self.replicas
+        owner = self._owner.get(tree_id)
+        if owner is not None and reps[owner].healthy and reps[owner].load < self.overload:
+            return owner  # fast path: loads are >= 0, so the gap to the least loaded is smaller
         live = self.healthy()
         if not live:
             return None
-        reps = self.replicas
-        owner = self._owner.get(tree_id)
         if owner is not None and reps[owner].healthy:
             if reps[owner].load - min(reps[i].load for i in live) < self.overload:
                 return owner

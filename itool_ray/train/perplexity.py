@@ -59,7 +59,7 @@ def hf_perplexity(
     adapter: str | Path | None,
     samples: Sequence[Sample],
     *,
-    batch_size: int = 8,
+    batch_size: int = 4,
     threads: int | None = 2,
 ) -> list[float]:
     """Perplexity of each sample's gold response under base (+ ``adapter``), in input order.

@@ -19,6 +19,26 @@ from typing import Any
 from itool_ray.train.config import DPOSettings, LoraSettings, SFTSettings
 
 
+def _release_memory() -> None:
+    """Give the models of a finished stage back (the actor lives for the whole job)."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed arenas otherwise
+    except (OSError, AttributeError):
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
 class Trainer:
     """Training for one base model (``model_dir``, any local Hugging Face folder).
 
@@ -37,7 +57,10 @@ class Trainer:
         the adapter lands in ``out_dir/adapter``."""
         from itool_ray.train.sft import warmup_sft
 
-        return warmup_sft(self.model_dir, data, out_dir, settings, self.lora).to_dict()
+        try:
+            return warmup_sft(self.model_dir, data, out_dir, settings, self.lora).to_dict()
+        finally:
+            _release_memory()
 
     def dpo(
         self,
@@ -49,17 +72,23 @@ class Trainer:
         """One preference-optimisation round from ``adapter_in`` (reference = that policy)."""
         from itool_ray.train.dpo import train_dpo
 
-        return train_dpo(
-            self.model_dir, adapter_in, list(pairs), out_dir, settings, self.lora
-        ).to_dict()
+        try:
+            return train_dpo(
+                self.model_dir, adapter_in, list(pairs), out_dir, settings, self.lora
+            ).to_dict()
+        finally:
+            _release_memory()
 
     def perplexity(
-        self, adapter: str | None, samples: Sequence[Any], threads: int | None = None
+        self, adapter: str | None, samples: Sequence[Any], threads: int | None = 2
     ) -> list[float]:
         """Gold-response perplexity of each sample under base + ``adapter`` (eq. 4)."""
         from itool_ray.train.perplexity import hf_perplexity
 
-        return hf_perplexity(self.model_dir, adapter, list(samples), threads=threads)
+        try:
+            return hf_perplexity(self.model_dir, adapter, list(samples), threads=threads)
+        finally:
+            _release_memory()
 
     @staticmethod
     def publish(adapter_dir: str) -> dict[str, bytes]:
