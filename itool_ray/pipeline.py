@@ -99,7 +99,7 @@ class ITOolConfig(Section):
     replicas: ReplicaSection = ReplicaSection()
     manager: ManagerSection = ManagerSection()
     mcts: MCTSSection = MCTSSection(
-        k=4, simulations=8, max_inflight=4, max_step_tokens=48, max_depth=6
+        k=3, simulations=4, max_inflight=2, max_step_tokens=32, max_depth=6
     )
     train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
