@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def cache_dir() -> Path:
@@ -14,6 +17,25 @@ def cache_dir() -> Path:
 def is_complete(folder: Path) -> bool:
     """A model folder written by this package is complete once its marker exists."""
     return (folder / ".itool-complete").is_file()
+
+
+def save_model_folder(model: Any, tokenizer: Any, out: Path, marker: str) -> Path:
+    """Save ``model`` and ``tokenizer`` (``save_pretrained``) as the folder ``out``: written to
+    a temporary sibling with the completeness marker (text ``marker``), then renamed, so an
+    interrupted write never looks complete; an existing ``out`` is replaced."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / ".itool-complete").write_text(marker)
+        tmp.chmod(0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def resolve_model(spec: str) -> Path:

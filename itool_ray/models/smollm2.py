@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
-from itool_ray.models.registry import cache_dir, is_complete
+from itool_ray.models.registry import cache_dir, is_complete, save_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +52,4 @@ def prepare_smollm2(out_dir: Path | None = None) -> Path:
         quantization_config=GgufConfig(dequantize=True),
     )
     model = model.to(torch.bfloat16)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / ".itool-complete").write_text(f"converted from {src.name}\n")
-        tmp.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return save_model_folder(model, tok, out, f"converted from {src.name}\n")

@@ -10,12 +10,11 @@ to a temporary sibling and renamed, with the ``.itool-complete`` marker of
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from itool_ray.models.registry import save_model_folder
 from itool_ray.train._common import cpu_threads, load_base, load_tokenizer, log
 
 
@@ -48,17 +47,6 @@ def export_merged(
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
         merged = merged.to(target)
         tokenizer = load_tokenizer(model_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-        try:
-            merged.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            (tmp / ".itool-complete").write_text(f"merged {adapter_dir} into {model_dir}\n")
-            tmp.chmod(0o755)
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        save_model_folder(merged, tokenizer, out, f"merged {adapter_dir} into {model_dir}\n")
     log.info("merged %s into %s -> %s (%s)", adapter_dir, model_dir, out, target)
     return out
