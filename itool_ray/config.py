@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -146,7 +146,12 @@ class ReplicaSection(Section):
     autoscaler add nodes offering them; on GPU nodes set ``num_gpus: 1``.
     """
 
-    count: int = Field(2, ge=1)
+    count: int = Field(2, ge=1, description="replicas started with the job (the minimum)")
+    max_count: int | None = Field(
+        None, ge=1, description="autoscaling: grow up to this many while trees wait; None: fixed"
+    )
+    scale_up_after_s: float = Field(2.0, ge=0, description="trees waited this long: grow")
+    idle_timeout_s: float = Field(30.0, ge=0, description="an added replica idle this long: stop")
     num_cpus: float = Field(1, ge=0)
     num_gpus: float = Field(0, ge=0)
     resources: dict[str, float] = Field(default_factory=dict)
@@ -159,6 +164,25 @@ class ReplicaSection(Section):
             "TOKENIZERS_PARALLELISM": "false",
         }
     )
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ReplicaSection:
+        if self.max_count is not None and self.max_count < self.count:
+            raise ValueError(f"max_count ({self.max_count}) must be >= count ({self.count})")
+        return self
+
+    def autoscale(self):
+        """``AutoscaleSettings`` when ``max_count`` > ``count``, else None (fixed pool)."""
+        if self.max_count is None or self.max_count <= self.count:
+            return None
+        from itool_ray.rollout.autoscale import AutoscaleSettings
+
+        return AutoscaleSettings(
+            min_replicas=self.count,
+            max_replicas=self.max_count,
+            up_after_s=self.scale_up_after_s,
+            idle_s=self.idle_timeout_s,
+        )
 
 
 class ManagerSection(Section):

@@ -39,6 +39,7 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "pairs_emitted_total": ("counter", "step-level preference pairs emitted", ()),
     "policy_version": ("gauge", "policy version served by the replicas", ()),
     "replicas_healthy": ("gauge", "replicas healthy and serving", ()),
+    "replicas_starting": ("gauge", "replicas launched by autoscaling, not serving yet", ()),
     "replica_failures_total": (
         "counter",
         "replica calls that failed (replica died or errored)",

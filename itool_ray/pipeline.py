@@ -72,6 +72,9 @@ class TrainSection(Section):
     alpha: float = Field(0.5, gt=0, le=1, description="fraction of hard samples kept (eq. 4)")
     num_cpus: float = Field(1, ge=0)
     num_gpus: float = Field(0, ge=0)
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="custom Ray resources, e.g. {trainer_slot: 1}"
+    )
     perplexity_shards: int = Field(
         1, ge=1, description="1: in the trainer actor; more: that many parallel Ray tasks"
     )
@@ -190,7 +193,8 @@ class Runtime:
             t = self.cfg.train
             self.trainer = start_trainer(
                 self.model_dir, self.cfg.train.lora.build(), num_cpus=t.num_cpus,
-                num_gpus=t.num_gpus, env={"TOKENIZERS_PARALLELISM": "false"},
+                num_gpus=t.num_gpus, resources=t.resources or None,
+                env={"TOKENIZERS_PARALLELISM": "false"},
             )  # fmt: skip
         return self.trainer
 
@@ -280,7 +284,8 @@ def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dic
     pool = rt.serve(policy)
     samples = read_samples(select_dir / "hard.jsonl")
     result = run_rollout(samples, rt.cfg.mcts.build(), out, pool=pool,
-                         settings=rt.cfg.manager.build(), manager_cpus=rt.cfg.manager.num_cpus)  # fmt: skip
+                         settings=rt.cfg.manager.build(), manager_cpus=rt.cfg.manager.num_cpus,
+                         autoscale=rt.cfg.replicas.autoscale())  # fmt: skip
     summary = result.summary
     keep = ("trees_finished", "pairs", "expansions", "failures", "prefix_cache_hit_rate")
     return {k: summary[k] for k in keep if k in summary} | {"version": policy.version}

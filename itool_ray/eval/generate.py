@@ -36,11 +36,9 @@ def score_sets(sets: Mapping[str, Sequence[Sample]], respond: Responder) -> list
     return [summarize(name, scored[name], skipped[name]) for name in sets]
 
 
-def evaluate_sets(
-    policy, sets: Mapping[str, Sequence[Sample]], *, max_tokens: int = 192
-) -> list[EvalSummary]:
+def policy_responder(policy, *, max_tokens: int = 192) -> Responder:
     """Greedy responses of ``policy`` (a ``VLLMPolicy`` or anything with its ``generate``,
-    ``tokenizer`` and ``config``) for every sample of every set, in one engine batch."""
+    ``tokenizer`` and ``config``), all samples in one engine batch."""
     tok = policy.tokenizer
     limit = policy.config.max_model_len - max_tokens
 
@@ -53,17 +51,16 @@ def evaluate_sets(
             texts[i] = completion.text
         return texts
 
-    return score_sets(sets, respond)
+    return respond
 
 
-def evaluate_on_pool(
-    pool, sets: Mapping[str, Sequence[Sample]], *, max_tokens: int = 192
-) -> list[EvalSummary]:
-    """Like :func:`evaluate_sets`, the samples split over the pool's healthy replicas
+def pool_responder(pool, *, max_tokens: int = 192) -> Responder:
+    """Greedy responses from a ``ReplicaPool``: the samples split over its healthy replicas
     (``PolicyReplica.respond``), all decoding in parallel at the pool's current version."""
-    import ray
 
     def respond(samples: list[Sample]) -> list[str | None]:
+        import ray
+
         live = [pool.replicas[i].handle for i in pool.healthy()]
         if not live:
             raise RuntimeError("evaluate_on_pool: no healthy replica")
@@ -77,4 +74,19 @@ def evaluate_on_pool(
                 texts[r + j * len(live)] = text
         return texts
 
-    return score_sets(sets, respond)
+    return respond
+
+
+def evaluate_sets(
+    policy, sets: Mapping[str, Sequence[Sample]], *, max_tokens: int = 192
+) -> list[EvalSummary]:
+    """Greedy responses of ``policy`` (see :func:`policy_responder`) for every sample of every
+    set, in one engine batch, scored by :func:`score_sets`."""
+    return score_sets(sets, policy_responder(policy, max_tokens=max_tokens))
+
+
+def evaluate_on_pool(
+    pool, sets: Mapping[str, Sequence[Sample]], *, max_tokens: int = 192
+) -> list[EvalSummary]:
+    """Like :func:`evaluate_sets`, decoded on the pool's replicas (:func:`pool_responder`)."""
+    return score_sets(sets, pool_responder(pool, max_tokens=max_tokens))

@@ -27,6 +27,9 @@ class RolloutJobConfig(Section):
     out_dir: str = "runs/rollout"
     output_format: Literal["jsonl", "parquet"] = "jsonl"
     address: str | None = None
+    name_prefix: str | None = Field(
+        None, description="name the replica actors <prefix>-<i> and the manager <prefix>-manager"
+    )
     engine: EngineSection = EngineSection()
     replicas: ReplicaSection = ReplicaSection()
     manager: ManagerSection = ManagerSection()
@@ -47,6 +50,7 @@ def start_pool(cfg: RolloutJobConfig, model_dir: str):
         r.count, cfg.engine.build(model_dir, enable_lora=True, seed=cfg.seed), num_cpus=r.num_cpus,
         num_gpus=r.num_gpus, resources=r.resources or None, max_restarts=r.max_restarts,
         temperature=r.temperature, env=r.env, version=cfg.version, adapter=adapter,
+        name_prefix=cfg.name_prefix,
     )  # fmt: skip
 
 
@@ -62,7 +66,8 @@ def run_rollout_job(cfg: RolloutJobConfig) -> dict:
     try:
         run_sync(pool.wait_ready())
         result = run_rollout(samples, cfg.mcts.build(), cfg.out_dir, pool=pool, settings=cfg.manager.build(),
-                             manager_cpus=cfg.manager.num_cpus)  # fmt: skip
+                             manager_cpus=cfg.manager.num_cpus, autoscale=cfg.replicas.autoscale(),
+                             manager_name=cfg.name_prefix and f"{cfg.name_prefix}-manager")  # fmt: skip
     finally:
         pool.shutdown()
     out = Path(cfg.out_dir)

@@ -11,7 +11,9 @@ has ``max_batch`` requests queued, routing each by tree (prefix-cache affinity);
 the first only with a full batch); (4) wait for the first call to finish, expand + back up
 its leaves with R = w_o * O + w_c * C (O: the call checker, C: the replica's
 self-evaluation); a failed call marks its replica down and abandons
-its leaves, which are selected again and go elsewhere: nothing is lost. Finished trees emit
+its leaves, which are selected again and go elsewhere: nothing is lost; (5) autoscale: with
+``autoscale`` settings and a ``ReplicaSpec``, start replicas while trees wait for a free one
+and stop the ones it started once idle (``itool_ray.rollout.autoscale``). Finished trees emit
 their step-level pairs to ``out_dir/pairs.jsonl``; unfinished trees are checkpointed to
 ``out_dir/trees.json`` so a new manager resumes them.
 """
@@ -23,6 +25,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,8 @@ from itool_ray import metrics
 from itool_ray.mcts import MCTSConfig, Tree, extract_pairs
 from itool_ray.mcts.rewards import CallsOutcome
 from itool_ray.mcts.search import ExpandRequest, request_seed
-from itool_ray.rollout.pool import ReplicaPool
+from itool_ray.rollout.autoscale import AutoscaleSettings, ScalePolicy
+from itool_ray.rollout.pool import ReplicaPool, ReplicaSpec
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +84,26 @@ class TreeManager:
 
     def __init__(self, samples: Sequence[Any], config: MCTSConfig, replicas: Sequence[Any], *,
                  version: int = 0, adapter: Any = None, out_dir: str | None = None,
-                 settings: ManagerSettings | None = None) -> None:  # fmt: skip
+                 settings: ManagerSettings | None = None, spec: ReplicaSpec | None = None,
+                 autoscale: AutoscaleSettings | None = None) -> None:  # fmt: skip
         self.samples = {str(s.id): s for s in samples}
         if len(self.samples) != len(samples):
             raise ValueError("TreeManager: sample ids must be unique")
         self.config = config
         self.settings = settings or ManagerSettings()
         self.pool = ReplicaPool(
-            replicas, version=version, adapter=adapter, overload=self.settings.overload_requests
+            replicas,
+            version=version,
+            adapter=adapter,
+            overload=self.settings.overload_requests,
+            spec=spec,
         )
+        if autoscale is not None and spec is None:
+            raise ValueError("TreeManager: autoscale needs a ReplicaSpec to launch replicas")
+        self._scaler = ScalePolicy(autoscale, self.settings.max_batch) if autoscale else None
+        self._waiting = 0  # leaves that found every replica queue full in the last fill
+        self._starts: set[asyncio.Task] = set()
+        self.scale_events: list[dict[str, Any]] = []
         self.version = version
         self.out_dir = Path(out_dir) if out_dir else None
         self.reward = CallsOutcome()
@@ -166,6 +181,9 @@ class TreeManager:
             "failures": self.failures,
             "replicas_healthy": len(self.pool.healthy()),
             "trees_restored": len(self._prompt_roots),
+            "replicas_starting": len(self.pool.starting()),
+            "replicas_added": sum(e["event"] == "add" for e in self.scale_events),
+            "replicas_retired": sum(e["event"] == "retire" for e in self.scale_events),
             "seconds": time.monotonic() - self.started,
         }
 
@@ -187,6 +205,7 @@ class TreeManager:
                 await self.pool.revive()
                 last_revive = now
             self._fill()
+            self._autoscale()
             self._dispatch(inflight)
             for tid in [t for t, tree in self.trees.items() if tree.done and not tree.outstanding]:
                 self._emit(tid)
@@ -201,14 +220,18 @@ class TreeManager:
                     await asyncio.sleep(0)
                     continue
             if inflight:
-                done, _ = await asyncio.wait(list(inflight), return_when=asyncio.FIRST_COMPLETED)
+                # a replica that finishes starting also ends the wait: it gets work at once
+                waits = [*inflight, *self._starts]
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    self._absorb(*inflight.pop(task), task)
+                    if task in inflight:
+                        self._absorb(*inflight.pop(task), task)
             self._publish()
             every = self.settings.checkpoint_every_s
             if every and time.monotonic() - self._last_ckpt > every:
                 self.checkpoint()
         self.checkpoint()
+        self._shrink_all()
         self._publish()
         return self.progress()
 
@@ -252,13 +275,16 @@ class TreeManager:
     def _fill(self) -> None:
         live = self.pool.healthy()
         if not live:
+            self._waiting = len(self.trees)
             return
         cap = self.settings.max_batch
         queue = self._queue
         for i in live:
             queue.setdefault(i, [])
         full = sum(len(queue[i]) >= cap for i in live)
-        for tree in list(self.trees.values()):
+        waiting = 0
+        trees = list(self.trees.values())
+        for n, tree in enumerate(trees):
             # select first, route second: a tree with nothing to select (its in-flight limit
             # or budget reached) costs one cheap select(), not a route() over all replicas
             while (leaf := tree.select()) is not None:
@@ -266,15 +292,23 @@ class TreeManager:
                     tree.backup(leaf)
                     continue
                 i = self.pool.route(tree.tree_id)
+                if i is not None and len(queue[i]) >= cap:
+                    # its replica is backed up: move if another has a batch less to do
+                    i = self.pool.move(tree.tree_id, cap, lambda j: len(queue[j]) < cap)
                 if i is None or len(queue[i]) >= cap:
                     tree.abandon(leaf)  # exact undo; the tree waits for its replica
+                    waiting += 1
                     break
                 queue[i].append((tree, leaf, self._request(tree, leaf)))
-                self.pool.replicas[i].load += 1
+                st = self.pool.replicas[i]
+                st.load += 1
+                st.idle_since = None
                 if len(queue[i]) == cap:
                     full += 1
             if full >= len(live):
+                waiting += len(trees) - n - 1  # not visited: counted as one leaf each
                 break
+        self._waiting = waiting
         metrics.set_gauge("queue_depth", sum(len(q) for q in self._queue.values()))
 
     def _dispatch(self, inflight: dict) -> None:
@@ -310,6 +344,8 @@ class TreeManager:
     def _absorb(self, i: int, batch: list, task: asyncio.Task) -> None:
         st = self.pool.replicas[i]
         st.load = max(0, st.load - len(batch))
+        if st.load == 0:
+            st.idle_since = time.monotonic()
         exc = task.exception()
         if exc is not None:
             self.failures += 1
@@ -334,9 +370,54 @@ class TreeManager:
             self.expansions += 1
         metrics.inc("expansions_total", len(batch))
 
+    # ---- autoscaling -----------------------------------------------------------------
+    def _autoscale(self) -> None:
+        if self._scaler is None:
+            return
+        pool, now = self.pool, time.monotonic()
+        idle = {
+            i: st.idle_since
+            for i, st in enumerate(pool.replicas)
+            if st.launched and st.healthy and not st.starting and st.load == 0
+            and st.idle_since is not None and not self._queue.get(i)
+        }  # fmt: skip
+        decision = self._scaler.decide(now, waiting_leaves=self._waiting, serving=pool.serving(),
+                                       starting=len(pool.starting()), idle_since=idle)  # fmt: skip
+        prefix = (pool.spec.name_prefix if pool.spec else None) or "itool-replica"
+        for _ in range(decision.add):
+            i = pool.add(f"{prefix}-auto-{uuid.uuid4().hex[:8]}")
+            self._queue[i] = []
+            task = asyncio.ensure_future(pool.start_one(i, self._scaler.settings.start_timeout_s))
+            self._starts.add(task)
+            task.add_done_callback(self._starts.discard)
+            self._scale_event("add", i, waiting=self._waiting)
+        for i in decision.retire:
+            pool.retire(i)
+            self._scale_event("retire", i)
+
+    def _shrink_all(self) -> None:
+        """End of the rollout: stop every replica this manager started."""
+        for task in list(self._starts):
+            task.cancel()
+        for i, st in enumerate(self.pool.replicas):
+            if st.launched and not st.retired:
+                self.pool.retire(i)
+                self._scale_event("retire", i)
+
+    def _scale_event(self, event: str, i: int, **extra: Any) -> None:
+        st = self.pool.replicas[i]
+        rec = {"event": event, "replica": st.name, "t": round(time.monotonic() - self.started, 3),
+               "serving": self.pool.serving(), "starting": len(self.pool.starting()), **extra}  # fmt: skip
+        self.scale_events.append(rec)
+        log.info("autoscale: %s", rec)
+        if self.out_dir is not None:
+            with open(self.out_dir / "scaling.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
     def _publish(self) -> None:
         metrics.set_gauge("trees_active", len(self.trees))
         metrics.set_gauge("replicas_healthy", len(self.pool.healthy()))
+        metrics.set_gauge("replicas_starting", len(self.pool.starting()))
         for st in self.pool.replicas:
             metrics.set_gauge("requests_in_flight", st.load, replica=st.name)
 

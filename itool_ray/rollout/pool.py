@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,53 @@ class ReplicaState:
     version: int = -1
     failures: int = 0
     down_since: float | None = None
+    launched: bool = False  # started by this pool (autoscaling): this pool may stop it
+    starting: bool = False  # launched, engine not answering yet
+    retired: bool = False  # stopped on purpose: never routed to or revived again
+    since: float = 0.0  # when it was launched
+    idle_since: float | None = None  # nothing in flight since
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """What one replica actor is made of: enough to launch more of them later (autoscaling)
+    from any process, e.g. the tree manager's actor."""
+
+    engine_config: Any
+    num_cpus: float = 1
+    num_gpus: float = 0
+    resources: dict[str, float] | None = None
+    max_restarts: int = 3
+    temperature: float = 1.0
+    env: dict[str, str] | None = None
+    name_prefix: str | None = None
+
+    def launch(self, name: str, *, named: bool | None = None) -> Any:
+        """Start one ``PolicyReplica`` actor called ``name``; returns its handle at once (the
+        engine builds in the actor; an actor waiting for a node is pending, not failed)."""
+        import ray
+
+        from itool_ray.rollout.replica import PolicyReplica
+
+        opts: dict[str, Any] = dict(
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=self.max_restarts,
+            max_task_retries=0, max_concurrency=1000,
+            runtime_env={"env_vars": dict(self.env or {})},
+        )  # fmt: skip
+        if self.resources:
+            opts["resources"] = dict(self.resources)
+        if self.name_prefix if named is None else named:
+            opts["name"] = name
+        actor = ray.remote(PolicyReplica).options(**opts)
+        return actor.remote(self.engine_config, name, temperature=self.temperature)
+
+    @staticmethod
+    def stop(handle: Any) -> None:
+        """Stop a replica actor for good (no restart)."""
+        import ray
+
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(handle, no_restart=True)
 
 
 class ReplicaPool:
@@ -45,7 +92,8 @@ class ReplicaPool:
     """
 
     def __init__(self, handles: Sequence[Any], *, version: int = 0, adapter: Any = None,
-                 overload: int = 64) -> None:  # fmt: skip
+                 overload: int = 64, spec: ReplicaSpec | None = None) -> None:  # fmt: skip
+        self.spec = spec
         self.replicas: list[ReplicaState] = []
         for i, h in enumerate(handles):
             name, handle = h if isinstance(h, tuple) else (f"replica-{i}", h)
@@ -64,32 +112,56 @@ class ReplicaPool:
               temperature: float = 1.0, name_prefix: str | None = None,
               env: dict[str, str] | None = None, **kwargs: Any) -> ReplicaPool:  # fmt: skip
         """Launch ``n`` replica actors (each builds its own vLLM engine)."""
-        import ray
+        spec = ReplicaSpec(engine_config, num_cpus, num_gpus, dict(resources or {}) or None,
+                           max_restarts, temperature, dict(env or {}), name_prefix)  # fmt: skip
+        prefix = name_prefix or "itool-replica"
+        handles = [(f"{prefix}-{i}", spec.launch(f"{prefix}-{i}")) for i in range(n)]
+        return cls(handles, spec=spec, **kwargs)
 
-        from itool_ray.rollout.replica import PolicyReplica
+    # ---- growing and shrinking (autoscaling) ---------------------------------------------
+    def add(self, name: str) -> int:
+        """Launch one more replica from ``spec``; it is ``starting`` (not routed to) until
+        :meth:`sync` brings it to the current version. Returns its index."""
+        if self.spec is None:
+            raise RuntimeError("ReplicaPool.add: this pool has no ReplicaSpec to launch from")
+        handle = self.spec.launch(name)
+        st = ReplicaState(handle, name, healthy=False, launched=True, starting=True,
+                          since=time.monotonic())  # fmt: skip
+        self.replicas.append(st)
+        self._owned.append(0)
+        return len(self.replicas) - 1
 
-        actor = ray.remote(PolicyReplica)
-        handles = []
-        for i in range(n):
-            name = f"{name_prefix or 'itool-replica'}-{i}"
-            opts: dict[str, Any] = dict(
-                num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
-                max_task_retries=0, max_concurrency=1000,
-                runtime_env={"env_vars": dict(env or {})},
-            )  # fmt: skip
-            if resources:
-                opts["resources"] = dict(resources)
-            if name_prefix:
-                opts["name"] = name
-            handles.append(
-                (name, actor.options(**opts).remote(engine_config, name, temperature=temperature))
-            )
-        return cls(handles, **kwargs)
+    def retire(self, i: int) -> None:
+        """Stop replica ``i`` for good (its trees move on their next request)."""
+        st = self.replicas[i]
+        st.healthy, st.starting, st.retired = False, False, True
+        if self.spec is not None:
+            self.spec.stop(st.handle)
+
+    def starting(self) -> list[int]:
+        return [i for i, r in enumerate(self.replicas) if r.starting]
+
+    def serving(self) -> int:
+        return len(self.healthy())
+
+    async def start_one(self, i: int, timeout: float) -> bool:
+        """Wait for launched replica ``i`` to answer and bring it to the current version;
+        gives up (and stops it) after ``timeout`` seconds. True when it serves."""
+        try:
+            await asyncio.wait_for(self.sync(i), timeout)
+        except Exception as e:  # no node came, or the engine failed to build
+            log.warning("replica %s did not start: %s", self.replicas[i].name, e)
+            self.retire(i)
+            return False
+        self.replicas[i].starting = False
+        self.replicas[i].idle_since = time.monotonic()
+        return True
 
     async def wait_ready(self, timeout: float = 600.0) -> None:
         """Wait until every replica answers, and bring each to the current version."""
         await asyncio.wait_for(
-            asyncio.gather(*(self.sync(i) for i in range(len(self.replicas)))), timeout
+            asyncio.gather(*(self.sync(i) for i, r in enumerate(self.replicas) if not r.retired)),
+            timeout,
         )
 
     # ---- versions ----------------------------------------------------------------------
@@ -117,7 +189,7 @@ class ReplicaPool:
 
     # ---- routing -----------------------------------------------------------------------
     def healthy(self) -> list[int]:
-        return [i for i, r in enumerate(self.replicas) if r.healthy]
+        return [i for i, r in enumerate(self.replicas) if r.healthy and not r.starting]
 
     def route(self, tree_id: str) -> int | None:
         """The replica for the next request of ``tree_id`` (None when none is healthy).
@@ -143,6 +215,26 @@ class ReplicaPool:
         self._owned[least] += 1
         return least
 
+    def move(self, tree_id: str, gap: int, room: Callable[[int], bool]) -> int | None:
+        """Move ``tree_id`` off its replica, which cannot take more now, to the least-loaded
+        healthy replica with ``room`` and at least ``gap`` fewer requests in flight (e.g. a
+        replica the autoscaler just added). None when no replica qualifies: the tree waits.
+        """
+        owner = self._owner.get(tree_id)
+        if owner is None:
+            return None
+        reps = self.replicas
+        limit = reps[owner].load - gap
+        live = [i for i in self.healthy() if i != owner and reps[i].load <= limit and room(i)]
+        if not live:
+            return None
+        least = min(live, key=lambda i: (reps[i].load, self._owned[i]))
+        self._owned[owner] -= 1
+        self._owner[tree_id] = least
+        self._owned[least] += 1
+        self.moves += 1
+        return least
+
     def forget(self, tree_id: str) -> None:
         owner = self._owner.pop(tree_id, None)
         if owner is not None:
@@ -159,7 +251,7 @@ class ReplicaPool:
         within ``timeout``) and bring the revived ones to the current version."""
         revived = []
         for i, st in enumerate(self.replicas):
-            if st.healthy:
+            if st.healthy or st.starting or st.retired:
                 continue
             try:
                 await asyncio.wait_for(st.handle.info.remote(), timeout)
@@ -174,6 +266,8 @@ class ReplicaPool:
 
     async def infos(self, timeout: float = 5.0) -> list[dict | None]:
         async def one(st: ReplicaState):
+            if st.retired:
+                return None
             try:
                 return await asyncio.wait_for(st.handle.info.remote(), timeout)
             except Exception:

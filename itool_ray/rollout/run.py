@@ -6,12 +6,14 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from itool_ray.mcts import MCTSConfig, Pair
+from itool_ray.rollout.autoscale import AutoscaleSettings
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
 from itool_ray.rollout.pool import ReplicaPool
 
@@ -71,37 +73,67 @@ def run_rollout(
     settings: ManagerSettings | None = None,
     manager_cpus: float = 0.5,
     progress: bool = True,
+    autoscale: AutoscaleSettings | None = None,
+    manager_restarts: int = 3,
+    manager_name: str | None = None,
 ) -> RolloutResult:
     """MCTS over ``samples`` on the pool's replicas; pairs land in ``out_dir/pairs.jsonl``.
 
-    The TreeManager runs as its own async actor (it may be restarted from ``out_dir``: it
-    resumes finished trees, pairs and checkpointed trees).
+    The TreeManager runs as its own async actor. When it dies (node lost, killed), Ray
+    restarts it (``manager_restarts``) with the same arguments, it resumes from ``out_dir``
+    (finished trees, their pairs, checkpointed trees) and ``run`` is called again: no tree
+    or pair is lost, at most the search since the last checkpoint is redone. ``autoscale``:
+    the manager grows the pool from ``pool.spec`` while trees wait for a replica (see
+    ``itool_ray.rollout.autoscale``). Progress records go to ``out_dir/progress.jsonl``.
     """
     import ray
     from tqdm import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    handles = [(st.name, st.handle) for st in pool.replicas]
-    actor = ray.remote(TreeManager).options(num_cpus=manager_cpus, max_concurrency=64)
-    manager = actor.remote(list(samples), mcts, handles, version=pool.version, adapter=pool.adapter,
-                           out_dir=str(out), settings=settings)  # fmt: skip
+    handles = [(st.name, st.handle) for st in pool.replicas if not st.retired]
+    opts: dict[str, Any] = dict(num_cpus=manager_cpus, max_concurrency=64,
+                                max_restarts=manager_restarts)  # fmt: skip
+    if manager_name:
+        opts["name"] = manager_name
+    manager = ray.remote(TreeManager).options(**opts).remote(
+        list(samples), mcts, handles, version=pool.version, adapter=pool.adapter,
+        out_dir=str(out), settings=settings, spec=pool.spec if autoscale else None,
+        autoscale=autoscale,
+    )  # fmt: skip
     done_ref = manager.run.remote()
+    restarts = 0
     bar = tqdm(total=len(samples), desc="mcts trees", unit="tree", disable=not progress)
+    started = time.monotonic()
     try:
-        while True:
-            ready, _ = ray.wait([done_ref], timeout=2.0)
-            prog = ray.get(manager.progress.remote())
-            bar.n = prog["trees_finished"]
-            bar.set_postfix(pairs=prog["pairs"], exp=prog["expansions"], fail=prog["failures"])
-            bar.refresh()
-            if ready:
-                final = ray.get(done_ref)
-                break
+        with open(out / "progress.jsonl", "a") as plog:
+            while True:
+                ready, _ = ray.wait([done_ref], timeout=2.0)
+                try:
+                    if ready:
+                        final = ray.get(done_ref)
+                        break
+                    prog = ray.get(manager.progress.remote())
+                except ray.exceptions.RayActorError as e:
+                    restarts += 1
+                    if restarts > manager_restarts:
+                        raise
+                    log.warning("tree manager died (%s); restart %d/%d resumes from %s",
+                                type(e).__name__, restarts, manager_restarts, out)  # fmt: skip
+                    done_ref = manager.run.remote()  # queued until Ray has restarted it
+                    continue
+                prog |= {"t": round(time.monotonic() - started, 2), "manager_restarts": restarts}
+                plog.write(json.dumps(prog) + "\n")
+                plog.flush()
+                bar.n = prog["trees_finished"]
+                bar.set_postfix(pairs=prog["pairs"], exp=prog["expansions"],
+                                fail=prog["failures"], reps=prog["replicas_healthy"])  # fmt: skip
+                bar.refresh()
         infos = ray.get(manager.replica_infos.remote())
     finally:
         bar.close()
-        ray.kill(manager)
+        ray.kill(manager, no_restart=True)
+    final["manager_restarts"] = restarts
     (out / "DONE.rollout.json").write_text(json.dumps(final))
     return RolloutResult(read_pairs(out / "pairs.jsonl"), final, infos)
 
