@@ -358,4 +358,7 @@ def run_itool(cfg: ITOolConfig, log: Callable[[str], None] = print) -> dict[str,
                 f.writelines(json.dumps(b) + "\n" for b in rt.broadcasts)
         rt.close()
     (Path(cfg.run_dir) / "table.json").write_text(json.dumps(table, indent=1))
+    from itool_ray.report import write_report
+
+    log(f"[job] report: {write_report(cfg.run_dir)}")
     return table

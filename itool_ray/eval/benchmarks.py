@@ -3,9 +3,10 @@
 A *part* is one scored set; its name says how a response is judged:
 
 * ``bfcl/<category>``, AST categories (``simple`` ... ``live_parallel_multiple``): the
-  response is parsed with :func:`itool_ray.calls.parse_calls` and the calls go to BFCL's own
-  ``ast_checker`` (``nvidia-bfcl``, imported on first use) with the entry's functions and
-  possible answers. Text, ``[]`` or an unparsable output is wrong (BFCL: decode failed).
+  response is cleaned as BFCL does for prompting models (:func:`bfcl_prompt_text`), parsed
+  with :func:`itool_ray.calls.parse_calls`, and the calls go to BFCL's own ``ast_checker``
+  (``nvidia-bfcl``, imported on first use) with the entry's functions and possible answers.
+  Text, ``[]`` or an unparsable output is wrong (BFCL: decode failed).
 * ``bfcl/irrelevance``, ``bfcl/live_irrelevance``: correct iff the output does not decode
   into at least one call (text, ``[]``, or an unparsable output: BFCL's
   ``relevance_file_runner``); ``bfcl/live_relevance``: correct iff it does.
@@ -77,9 +78,7 @@ def expand_benchmarks(spec: Mapping[str, int | None]) -> dict[str, int | None]:
             category = name.removeprefix("bfcl/")
             if any(category in cats for cats in UNSUPPORTED.values()):
                 raise ValueError(f"benchmark {name!r} is not supported; supported: {PARTS}")
-            raise ValueError(
-                f"unknown benchmark {name!r}; known: {', '.join((*GROUPS, *PARTS))}"
-            )
+            raise ValueError(f"unknown benchmark {name!r}; known: {', '.join((*GROUPS, *PARTS))}")
     return out
 
 
@@ -181,6 +180,18 @@ def official_ast_checker() -> AstChecker:
     return ast_checker
 
 
+def bfcl_prompt_text(response: str) -> str:
+    """The text BFCL decodes for a prompting model (``default_decode_ast_prompting`` in
+    ``bfcl/model_handler/utils.py``): code-fence backticks, newlines and spaces stripped from
+    both ends, then ``[`` / ``]`` added where missing, so ``f(a=1)`` counts as a call."""
+    text = response.strip("`\n ")
+    if not text.startswith("["):
+        text = "[" + text
+    if not text.endswith("]"):
+        text = text + "]"
+    return text
+
+
 def _decode(response: str) -> tuple[list[Call] | None, str | None]:
     try:
         return parse_calls(response), None
@@ -208,16 +219,18 @@ def _bfcl_ast(sample: Sample, category: str, calls: list[Call], checker: AstChec
     return "; ".join(str(x) for x in result.get("error", [])) or "rejected by BFCL"
 
 
-def judge(part: str, sample: Sample, response: str | None, checker: AstChecker | None = None) -> Verdict:
+def judge(
+    part: str, sample: Sample, response: str | None, checker: AstChecker | None = None
+) -> Verdict:
     """Judge ``response`` for ``sample`` by the rules of ``part`` (module docstring)."""
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; known: {PARTS}")
     if response is None:
         return Verdict(sample.id, None, False, error="prompt longer than the context: not asked")
-    calls, parse_error = _decode(response)
+    source, name = part.split("/", 1)
+    calls, parse_error = _decode(bfcl_prompt_text(response) if source == "bfcl" else response)
     called = bool(calls)
     base = Verdict(sample.id, response, False, called, parse_error)
-    source, name = part.split("/", 1)
     if source == "bfcl" and name in BFCL_NO_CALL + BFCL_CALL:
         ok = called == (name in BFCL_CALL)
         why = "expected a call, got none" if name in BFCL_CALL else "expected no call"
@@ -283,7 +296,11 @@ def summarize_part(name: str, verdicts: Sequence[Verdict], keep: int = 3) -> Par
         skipped=len(verdicts) - len(answered),
         mean_partial=sum(v.partial for v in verdicts) / len(verdicts) if verdicts else 0.0,
         wrong_examples=tuple(
-            {"id": v.sample_id, "response": (v.response or "")[:300], "error": (v.error or "")[:300]}
+            {
+                "id": v.sample_id,
+                "response": (v.response or "")[:300],
+                "error": (v.error or "")[:300],
+            }
             for v in wrong[:keep]
         ),
     )

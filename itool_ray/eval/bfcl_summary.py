@@ -130,9 +130,7 @@ def bfcl_columns(
     non_live_ast = [simple_ast, get("multiple"), get("parallel"), get("parallel_multiple")]
     simple_exec = unweighted([get("exec_simple"), get("rest")])
     non_live_exec = [simple_exec, *(get(c) for c in NON_LIVE_EXEC[1:])]
-    non_live = unweighted(
-        [*non_live_ast, *non_live_exec, get("irrelevance")], na_if_missing=False
-    )
+    non_live = unweighted([*non_live_ast, *non_live_exec, get("irrelevance")], na_if_missing=False)
     live_ast = [get(c) for c in LIVE_AST]
     live = weighted(
         [*live_ast, get("live_irrelevance"), get("live_relevance")], na_if_missing=False

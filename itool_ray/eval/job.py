@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from pydantic import Field, field_validator
 
 from itool_ray.config import EngineSection, ReplicaSection, Section
 from itool_ray.eval.benchmarks import Verdict, expand_benchmarks
+from itool_ray.eval.report import BenchmarkReport
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +80,27 @@ def _start_pool(cfg: EvaluateConfig, model_dir: str):
     return pool
 
 
-def write_outputs(out_dir: Path, report, verdicts: dict[str, list[Verdict]]) -> dict[str, str]:
+def write_outputs(
+    out_dir: Path, report: BenchmarkReport, verdicts: dict[str, list[Verdict]]
+) -> dict[str, str]:
     """``results.json``, ``results.md`` and every answer in ``responses.jsonl``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {k: out_dir / f for k, f in
-             (("json", "results.json"), ("markdown", "results.md"), ("responses", "responses.jsonl"))}  # fmt: skip
+    names = {"json": "results.json", "markdown": "results.md", "responses": "responses.jsonl"}
+    paths = {k: out_dir / name for k, name in names.items()}
     paths["json"].write_text(json.dumps(report.to_dict(), indent=1))
     paths["markdown"].write_text(report.to_markdown() + "\n")
     with paths["responses"].open("w", encoding="utf-8") as f:
         for part, vs in verdicts.items():
             for v in vs:
-                f.write(json.dumps({"part": part, **v.__dict__}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({"part": part, **asdict(v)}, ensure_ascii=False) + "\n")
     return {k: str(p) for k, p in paths.items()}
 
 
 def run_evaluate_job(cfg: EvaluateConfig) -> dict[str, Any]:
     """Load the parts, decode them on the replicas, score, write; returns the file paths and
     the report as a dict."""
-    from itool_ray.eval.bfcl_summary import bfcl_category_sizes
     from itool_ray.eval.benchmarks import load_parts, official_ast_checker
+    from itool_ray.eval.bfcl_summary import bfcl_category_sizes
     from itool_ray.eval.generate import pool_responder
     from itool_ray.eval.report import score_benchmarks
     from itool_ray.models import resolve_model

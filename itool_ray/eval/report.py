@@ -129,8 +129,11 @@ def _bfcl_section(report: BenchmarkReport, parts: list[PartResult]) -> list[str]
         )
         + " |",
         "",
-        "Columns average the categories run, with BFCL's formulas (Non-live unweighted, Live "
-        "weighted by entries, Overall the mean of Live and Non-live as multi-turn is not run).",
+        "BFCL's formulas over the categories run: Non-live (AST) is its AST summary "
+        "(unweighted mean), Live is weighted by entries and holds live relevance and "
+        "irrelevance, Overall is the mean of the Live and Non-live groups (Non-live there "
+        "also holds irrelevance; multi-turn is not run). Parse errors, text answers and "
+        "skipped prompts (longer than the context) are wrong unless no call is wanted.",
     ]
     strict = report.bfcl.get("bfcl")
     if strict:
@@ -141,9 +144,7 @@ def _bfcl_section(report: BenchmarkReport, parts: list[PartResult]) -> list[str]
         )
     lines += ["", *_part_rows(parts, lambda n: n.split("/", 1)[1]), ""]
     lines.append(
-        "Not supported: "
-        + "; ".join(f"{k}: {', '.join(v)}" for k, v in UNSUPPORTED.items())
-        + "."
+        "Not supported: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in UNSUPPORTED.items()) + "."
     )
     return lines
 

@@ -79,4 +79,7 @@ def run_rollout_job(cfg: RolloutJobConfig) -> dict:
         )
     summary = {**result.summary, "pairs_file": str(out / f"pairs.{cfg.output_format}")}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    from itool_ray.report import write_report
+
+    summary["report"] = str(write_report(out))
     return summary

@@ -51,6 +51,8 @@ class ManagerSettings:
             queued on the replica while the current one runs).
         checkpoint_every_s: seconds between tree checkpoints (0: only at the end).
         revive_every_s: seconds between attempts to bring down replicas back.
+        keep_trees: finished trees saved whole to ``out_dir/trees_finished.jsonl`` (the first
+            ones to finish), for reports and inspection.
         overload: requests a tree's replica may have in flight beyond the least-loaded
             replica before the tree moves (prefix-cache affinity vs balance). None: one
             replica's whole pipeline, ``max_batch * (calls_per_replica + 1)`` (sent calls plus
@@ -64,6 +66,7 @@ class ManagerSettings:
     checkpoint_every_s: float = 30.0
     revive_every_s: float = 3.0
     overload: int | None = None
+    keep_trees: int = 2
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.calls_per_replica < 1:
@@ -158,6 +161,9 @@ class TreeManager:
         tree = self.trees.pop(tid)
         pairs = extract_pairs(tree, self.samples[tid])
         if self.out_dir is not None:
+            if self._kept_trees() < self.settings.keep_trees:
+                with open(self.out_dir / "trees_finished.jsonl", "a") as f:
+                    f.write(json.dumps(tree.to_dict()) + "\n")
             with open(self.out_dir / "pairs.jsonl", "a") as f:
                 for p in pairs:
                     f.write(json.dumps(p.to_dict()) + "\n")
@@ -169,6 +175,10 @@ class TreeManager:
         self.pool.forget(tid)
         metrics.inc("trees_finished_total")
         metrics.inc("pairs_emitted_total", len(pairs))
+
+    def _kept_trees(self) -> int:
+        path = self.out_dir / "trees_finished.jsonl" if self.out_dir else None
+        return len(path.read_text().splitlines()) if path and path.exists() else 0
 
     # ---- the loop --------------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
