@@ -121,6 +121,9 @@ class EngineSection(Section):
     enable_prefix_caching: bool = True
     max_lora_rank: int = Field(16, ge=1)
     max_logprobs: int = Field(20, ge=2)
+    block_size: int | None = Field(
+        None, ge=16, multiple_of=16, description="KV block size; None: vLLM's default"
+    )
 
     def build(self, model_dir: str, *, enable_lora: bool = True, seed: int = 0):
         from itool_ray.policy import EngineConfig
@@ -135,6 +138,7 @@ class EngineSection(Section):
             enable_lora=enable_lora,
             max_lora_rank=self.max_lora_rank,
             max_logprobs=self.max_logprobs,
+            block_size=self.block_size,
             seed=seed,
         )
 

@@ -1,12 +1,17 @@
 """The iTool job: iterative reinforced fine-tuning for tool use, on Ray.
 
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \
+        --runtime-env-json '{"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}' -- \
+        python jobs/itool.py --config cluster/jobs/itool-gpu.yaml
+
 Run locally (embedded default: local Ray, SmolLM2-135M-Instruct, synthesized ToolACE-style
 data, held-out evaluation on real data):
 
     bash cluster/setup.sh && .venv/bin/python jobs/itool.py
 
 Options: ``--config FILE.yaml`` and ``KEY.PATH=VALUE`` overrides, e.g.
-``.venv/bin/python jobs/itool.py model=tiny data.num_samples=60 run_dir=/tmp/run``.
+``.venv/bin/python jobs/itool.py model=tiny data.num_samples=60 run_dir=/tmp/run``; the
+configuration is validated before any actor starts (``itool_ray.pipeline.ITOolConfig``).
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """Report of a finished (or stopped) run: Markdown plus PNG plots.
 
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \
+        --runtime-env-json '{"env_vars": {"MPLBACKEND": "Agg"}}' -- \
+        python jobs/report.py /mnt/shared/runs/itool-gpu
+
+Locally:
+
     .venv/bin/python jobs/report.py runs/itool            # -> runs/itool/report/report.md
 
-Works on an iTool run folder (jobs/itool.py) or a rollout folder (jobs/rollout.py); the iTool
-job writes it itself at the end. On a cluster, run it where the run folder is:
-
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/report.py /mnt/shared/runs/itool-gpu
+Works on an iTool run folder (jobs/itool.py) or a rollout folder (jobs/rollout.py); both jobs
+write it themselves at the end.
 """
 
 from __future__ import annotations

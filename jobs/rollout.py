@@ -1,11 +1,15 @@
 """MCTS rollout: step-level search over a data set on vLLM replicas, pairs to a file.
 
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
-        python jobs/rollout.py model=smollm2 data=synth limit=32 out_dir=/tmp/rollout
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \
+        --runtime-env-json '{"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}' -- \
+        python jobs/rollout.py --config cluster/jobs/rollout-gpu.yaml
 
 Locally (starts its own Ray on 127.0.0.1):
 
     .venv/bin/python jobs/rollout.py model=tiny limit=8 replicas.count=2
+
+On the local fake-autoscaling cluster (cluster/local-autoscaling.yaml), replicas added while
+trees wait and removed when idle: ``--config cluster/jobs/rollout-local-autoscaling.yaml``.
 
 Options: ``--config FILE.yaml`` plus ``KEY.PATH=VALUE`` overrides (see
 ``itool_ray.rollout.job.RolloutJobConfig``); the configuration is validated before any actor

@@ -29,7 +29,10 @@ def smollm2_dir() -> Path:
 def ray_local():
     import ray
 
+    from itool_ray.rollout.run import loopback_only
+
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    loopback_only()
     ray.init(num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -38,11 +38,13 @@ SELF_EVAL_TEMPLATE = (
     "partial response that an assistant wrote to fulfil a request with function calls.\n\n"
     "Available functions (JSON):\n{tools}\n\n"
     "Conversation so far:\n{conversation}\n\n"
-    "Partial response of the assistant (it may be unfinished):\n{partial_response}\n\n"
-    "Is this partial response correct so far: does every call use an available function that "
-    "fits the request, with argument values that are right for it? Answer with a single word: "
-    "Yes or No."
+    "Is the partial response below correct so far: does every call use an available function "
+    "that fits the request, with argument values that are right for it? Answer with a single "
+    "word: Yes or No.\n\n"
+    "Partial response of the assistant (it may be unfinished):\n{partial_response}"
 )
+"""The partial response comes last: every self-evaluation prompt of a tree shares all the
+tokens before it, which the engine's prefix cache then computes once."""
 SELF_EVAL_YES = "Yes"
 SELF_EVAL_NO = "No"
 SELF_EVAL_CHOICES: tuple[str, str] = (SELF_EVAL_YES, SELF_EVAL_NO)

@@ -27,6 +27,9 @@ class EngineConfig:
             memory reserved, so keep it low there (several engines share one host).
         enforce_eager: skip graph capture (faster start; CPU default).
         seed: engine seed.
+        block_size: KV-cache block size in tokens; the prefix cache reuses whole blocks only,
+            so smaller blocks cache more of prompts that differ in their last tokens (MCTS
+            siblings, self-evaluation prompts). None: vLLM's default (128 on CPU, 16 on GPU).
         max_logprobs: most next-token log-probs one request may ask for; self-evaluation
             reads its verdict tokens from this many (the whole vocabulary makes it exact).
         per_request_seed: pass each request's own sampling seed to vLLM (reproducible
@@ -49,6 +52,7 @@ class EngineConfig:
     seed: int = 0
     per_request_seed: bool = False
     max_logprobs: int = 20
+    block_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
@@ -64,6 +68,10 @@ class EngineConfig:
         if self.memory_fraction is not None and not 0 < self.memory_fraction <= 1:
             raise ValueError(
                 f"EngineConfig.memory_fraction: expected in (0, 1], got {self.memory_fraction}"
+            )
+        if self.block_size is not None and (self.block_size < 1 or self.block_size % 16):
+            raise ValueError(
+                f"EngineConfig.block_size: expected a multiple of 16, got {self.block_size}"
             )
         if self.max_lora_rank < 1 or self.max_loras < 1:
             raise ValueError("EngineConfig.max_lora_rank and max_loras must be >= 1")

@@ -99,6 +99,8 @@ class VLLMPolicy:
             seed=config.seed,
             max_logprobs=config.max_logprobs,
         )
+        if config.block_size is not None:
+            kwargs["block_size"] = config.block_size
         if config.enable_lora:
             kwargs.update(
                 enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=config.max_loras

@@ -20,9 +20,26 @@ from itool_ray.rollout.pool import ReplicaPool
 log = logging.getLogger(__name__)
 
 
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_only() -> None:
+    """Make a Ray started from this process (and its children) use 127.0.0.1 as node IP.
+
+    On Linux Ray resolves ``127.0.0.1`` to the host's reachable address and then binds GCS,
+    raylet and worker servers on it; with clusters "disabled" (the variable below, read by
+    ``ray._private.ray_constants`` at import) it uses the loopback address, so a local Ray
+    binds to 127.0.0.1 only. Not for a process that joins a real multi-node cluster.
+    """
+    os.environ[LOOPBACK_ENV] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # ray may have been imported before the variable
+
+
 def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Connect to ``address`` (or ``$RAY_ADDRESS``, e.g. inside ``ray job submit``); without
-    one, start a local Ray bound to 127.0.0.1 with its dashboard on loopback."""
+    one, start a local Ray bound to 127.0.0.1 (:func:`loopback_only`), dashboard included."""
     import ray
 
     if ray.is_initialized():
@@ -31,6 +48,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
     if address:
         ray.init(address=address, log_to_driver=True)
         return
+    loopback_only()
     ray.init(
         num_cpus=num_cpus or os.cpu_count(),
         _node_ip_address="127.0.0.1",

@@ -1,0 +1,190 @@
+"""A real local Ray cluster for the job tests: a head started with ``ray start`` and Ray's
+fake multi-node autoscaling provider (cluster/local-autoscaling.yaml), jobs sent with the
+``ray job submit`` CLI, everything on 127.0.0.1 and on ports picked free for the test.
+
+Every process of the cluster (head, fake nodes, workers, vLLM engines) inherits a marker
+variable; :meth:`LocalCluster.stop` stops exactly the processes that carry it, by process id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+MARKER = "ITOOL_TEST_CLUSTER"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _marked(token: str) -> list[int]:
+    """Process ids whose environment has ``MARKER=token``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            env = (d / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"{MARKER}={token}".encode() in env.split(b"\0"):
+            pids.append(int(d.name))
+    return pids
+
+
+class LocalCluster:
+    def __init__(self, workdir: Path, *, head_cpus: int = 1) -> None:
+        self.workdir = workdir
+        self.token = uuid.uuid4().hex[:12]
+        self.gcs_port, self.dash_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.head_cpus = head_cpus
+        # the session dir's socket paths must stay short
+        self.temp_dir = Path("/tmp") / f"itr-{self.token[:6]}"
+        self.env = {
+            **os.environ,
+            MARKER: self.token,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "RAY_FAKE_CLUSTER": "1",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # node IP 127.0.0.1 (rollout.run.loopback_only)
+            "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+            "RAY_metrics_report_interval_ms": "2000",
+            "RAY_DEDUP_LOGS": "0",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        self.env.pop("RAY_ADDRESS", None)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dash_port}"
+
+    def start(self) -> LocalCluster:
+        cfg = yaml.safe_load((ROOT / "cluster" / "local-autoscaling.yaml").read_text())
+        cfg["provider"]["gcs_address"] = self.address
+        cfg["available_node_types"]["ray.head.default"]["resources"]["CPU"] = self.head_cpus
+        path = self.workdir / "autoscaling.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        subprocess.run(
+            [str(BIN / "ray"), "start", "--head", f"--autoscaling-config={path}",
+             f"--num-cpus={self.head_cpus}", "--node-ip-address=127.0.0.1",
+             f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1",
+             f"--dashboard-port={self.dash_port}", f"--metrics-export-port={self.metrics_port}",
+             f"--temp-dir={self.temp_dir}", "--disable-usage-stats"],
+            env=self.env, check=True, capture_output=True, timeout=180,
+        )  # fmt: skip
+        self._wait_dashboard()
+        return self
+
+    def _wait_dashboard(self, timeout: float = 120) -> None:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.dashboard}/api/version", timeout=5):
+                    return
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(1)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL, every process carrying this cluster's marker."""
+        for sig, pause in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 1.0)):
+            pids = _marked(self.token)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            if pids:
+                time.sleep(pause)
+
+    # ---- jobs ----------------------------------------------------------------------------
+    def submit(self, *args: str, submission_id: str) -> str:
+        """``ray job submit --no-wait`` of ``python <args>`` with the repository as working dir."""
+        subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--working-dir",
+             str(ROOT), "--submission-id", submission_id, "--no-wait", "--", "python", *args],
+            env=self.env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        return submission_id
+
+    def job_status(self, job_id: str) -> str:
+        return self._get(f"/api/jobs/{job_id}")["status"]
+
+    def job_logs(self, job_id: str) -> str:
+        return self._get(f"/api/jobs/{job_id}/logs")["logs"]
+
+    def stop_job(self, job_id: str) -> None:
+        subprocess.run(
+            [str(BIN / "ray"), "job", "stop", "--address", self.dashboard, job_id],
+            env=self.env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    def wait_job(self, job_id: str, timeout: float, on_poll=None) -> str:
+        end = time.monotonic() + timeout
+        while True:
+            status = self.job_status(job_id)
+            if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+                return status
+            if on_poll is not None:
+                on_poll()
+            if time.monotonic() > end:
+                raise TimeoutError(f"job {job_id} still {status} after {timeout} s")
+            time.sleep(1)
+
+    # ---- state -----------------------------------------------------------------------------
+    def _get(self, path: str):
+        with urllib.request.urlopen(self.dashboard + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def alive_nodes(self) -> list[dict]:
+        from ray.util.state import list_nodes
+
+        return list_nodes(address=self.dashboard, filters=[("state", "=", "ALIVE")])
+
+    def worker_nodes(self) -> int:
+        return sum(not n.is_head_node for n in self.alive_nodes())
+
+    def actors(self, class_name: str) -> list:
+        from ray.util.state import list_actors
+
+        return list_actors(
+            address=self.dashboard,
+            filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")],
+        )
+
+    def metrics_endpoints(self) -> list[str]:
+        """Every node's Prometheus endpoint, from the service-discovery file Ray writes for
+        ``ray metrics launch-prometheus``."""
+        path = self.temp_dir / "prom_metrics_service_discovery.json"
+        if not path.exists():
+            return [f"127.0.0.1:{self.metrics_port}"]
+        return [t for group in json.loads(path.read_text()) for t in group["targets"]]
+
+    def scrape(self) -> str:
+        texts = []
+        for target in self.metrics_endpoints():
+            try:
+                with urllib.request.urlopen(f"http://{target}/metrics", timeout=10) as r:
+                    texts.append(r.read().decode())
+            except OSError:
+                continue
+        return "\n".join(texts)

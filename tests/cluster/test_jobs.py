@@ -1,0 +1,162 @@
+"""The rollout job on a real local cluster, sent with ``ray job submit``: autoscaled replicas
+(Ray's fake multi-node provider adds and removes nodes), the project's metrics on the
+Prometheus endpoints, and fault injection (replica killed, tree manager killed, job stopped
+and resubmitted), all with real vLLM (CPU) replicas of the tiny model.
+
+One cluster serves the module; every process it started is stopped by process id at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.local_cluster import LocalCluster
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+TREES = 12
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("cluster"), head_cpus=2)
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+def rollout_args(model: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "jobs/rollout.py", f"model={model}", "data=synth", f"limit={TREES}", "seed=3",
+        f"out_dir={out}", "name_prefix=itest", "replicas.num_cpus=1",
+        "replicas.resources={rollout_slot: 1}",
+        'replicas.env={VLLM_CPU_KVCACHE_SPACE: "1", OMP_NUM_THREADS: "1"}',
+        "engine.dtype=float32", "engine.max_model_len=4096", "engine.max_lora_rank=8",
+        "engine.memory_fraction=0.1", "engine.max_logprobs=4096",
+        "manager.max_batch=4", "manager.num_cpus=0.5", "manager.checkpoint_every_s=1",
+        "mcts.k=2", "mcts.simulations=8", "mcts.max_inflight=4", "mcts.max_step_tokens=12",
+        "mcts.max_depth=4", "mcts.max_tokens=256", *extra,
+    ]  # fmt: skip
+
+
+def finished_ids(out: Path) -> list[str]:
+    path = out / "finished.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x)["tree_id"] for x in path.read_text().splitlines() if x.strip()]
+
+
+def assert_nothing_lost(out: Path) -> dict:
+    """Every tree finished exactly once; pairs.jsonl holds exactly the pairs of finished trees."""
+    summary = json.loads((out / "summary.json").read_text())
+    ids = finished_ids(out)
+    assert len(ids) == TREES and len(set(ids)) == TREES, ids
+    assert summary["trees_finished"] == TREES and summary["trees_active"] == 0
+    per_tree = {json.loads(x)["tree_id"]: json.loads(x)["pairs"]
+                for x in (out / "finished.jsonl").read_text().splitlines()}  # fmt: skip
+    pairs = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == sum(per_tree.values()) == summary["pairs"]
+    assert {p["tree_id"] for p in pairs} <= set(per_tree)
+    return summary
+
+
+def wait_until(cond, timeout: float, what: str, poll: float = 0.5):
+    end = time.monotonic() + timeout
+    while not (value := cond()):
+        if time.monotonic() > end:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(poll)
+    return value
+
+
+def _metric_total(text: str, name: str) -> float:
+    """Sum of every sample of ``name`` (Ray prefixes ``ray_``; counters may get ``_total``)."""
+    pat = re.compile(rf"^ray_itool_{name}(?:_total)?(?:\{{[^}}]*\}})? ([0-9.eE+-]+)$", re.M)
+    return sum(float(v) for v in pat.findall(text))
+
+
+def test_autoscaled_rollout_job_scales_nodes_and_exports_metrics(cluster, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    assert cluster.worker_nodes() == 0  # the minimum: no rollout node before the job
+    job = cluster.submit(*rollout_args(tiny_model_dir, out, "replicas.count=1",
+                                       "replicas.max_count=2", "replicas.scale_up_after_s=0.5",
+                                       "replicas.idle_timeout_s=2"),
+                         submission_id="itest-autoscale")  # fmt: skip
+    nodes_seen, scraped = [], {}
+
+    def poll():
+        nodes_seen.append(cluster.worker_nodes())
+        text = cluster.scrape()
+        for name in ("expansions_total", "pairs_emitted_total", "generated_tokens_total"):
+            scraped[name] = max(scraped.get(name, 0.0), _metric_total(text, name))
+
+    status = cluster.wait_job(job, timeout=600, on_poll=poll)
+    assert status == "SUCCEEDED", cluster.job_logs(job)[-3000:]
+    summary = assert_nothing_lost(out)
+    # the replica pool grew while trees waited and the autoscaler gave each replica a node
+    assert summary["replicas_added"] == 1 and summary["replicas_retired"] == 1
+    events = [json.loads(x) for x in (out / "scaling.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["add", "retire"]
+    assert max(nodes_seen) == 2, nodes_seen
+    # the project's metrics reached the Prometheus endpoints with non-zero values
+    assert scraped["expansions_total"] > 0, scraped
+    assert scraped["pairs_emitted_total"] > 0, scraped
+    assert scraped["generated_tokens_total"] > 0, scraped
+    # ... and once the replicas are gone the autoscaler removes the idle nodes again
+    wait_until(lambda: cluster.worker_nodes() == 0, 120, "idle rollout nodes to be removed")
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_killed_replica_and_killed_manager_lose_nothing(cluster, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    job = cluster.submit(*rollout_args(tiny_model_dir, out, "replicas.count=2",
+                                       "replicas.max_restarts=2"),
+                         submission_id="itest-faults")  # fmt: skip
+    # a replica process dies in the middle of the search
+    wait_until(lambda: len(finished_ids(out)) >= 1, 400, "the first finished tree")
+    replicas = cluster.actors("PolicyReplica")
+    assert len(replicas) == 2
+    _kill(replicas[0].pid)
+    # once Ray has restarted it (it serves again), the tree manager's process dies too; it
+    # restarts and resumes from its checkpoint
+    wait_until(lambda: any(int(a.num_restarts) >= 1 for a in cluster.actors("PolicyReplica")),
+               300, "the killed replica to be restarted")  # fmt: skip
+    wait_until(lambda: len(finished_ids(out)) >= 3, 300, "three finished trees")
+    done_before = len(finished_ids(out))
+    (manager,) = cluster.actors("TreeManager")
+    _kill(manager.pid)
+    status = cluster.wait_job(job, timeout=600)
+    assert status == "SUCCEEDED", cluster.job_logs(job)[-3000:]
+    summary = assert_nothing_lost(out)
+    assert done_before < TREES  # both faults hit a running search
+    assert summary["manager_restarts"] == 1
+    assert "tree manager died" in cluster.job_logs(job)
+
+
+def test_stopped_job_resubmitted_resumes_without_loss(cluster, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    args = rollout_args(tiny_model_dir, out, "replicas.count=2")
+    job = cluster.submit(*args, submission_id="itest-stop")
+    wait_until(lambda: len(finished_ids(out)) >= 2, 400, "two finished trees")
+    cluster.stop_job(job)
+    assert cluster.wait_job(job, timeout=120) == "STOPPED"
+    first = finished_ids(out)
+    assert 2 <= len(first) < TREES
+    job2 = cluster.submit(*args, submission_id="itest-resume")
+    status = cluster.wait_job(job2, timeout=600)
+    assert status == "SUCCEEDED", cluster.job_logs(job2)[-3000:]
+    assert_nothing_lost(out)
+    # the trees finished before the stop were kept, not searched again (a fresh search
+    # would have appended them a second time)
+    assert finished_ids(out)[: len(first)] == first
