@@ -114,7 +114,9 @@ class TreeManager:
         self.finished: dict[str, int] = {}  # tree id -> pairs emitted
         self.pairs_emitted = 0
         self.expansions = 0
+        self.tokens = 0  # generated tokens of the steps backed up
         self.failures = 0
+        self._rate_mark = (time.monotonic(), 0, 0)  # (t, expansions, tokens) of the last rate
         self.started = time.monotonic()
         self._prompt_roots: set[str] = set()  # trees restored from a checkpoint
         self._queue: dict[int, list] = {}
@@ -378,6 +380,7 @@ class TreeManager:
             ]
             tree.backup(leaf, rewards)
             self.expansions += 1
+            self.tokens += sum(len(st.token_ids) for st in exp.steps)
         metrics.inc("expansions_total", len(batch))
 
     # ---- autoscaling -----------------------------------------------------------------
@@ -425,6 +428,12 @@ class TreeManager:
                 f.write(json.dumps(rec) + "\n")
 
     def _publish(self) -> None:
+        now = time.monotonic()
+        t0, e0, k0 = self._rate_mark
+        if now - t0 >= 2.0:  # rates over the last interval of at least 2 s
+            metrics.set_gauge("expansions_per_second", (self.expansions - e0) / (now - t0))
+            metrics.set_gauge("tokens_per_second", (self.tokens - k0) / (now - t0))
+            self._rate_mark = (now, self.expansions, self.tokens)
         metrics.set_gauge("trees_active", len(self.trees))
         metrics.set_gauge("replicas_healthy", len(self.pool.healthy()))
         metrics.set_gauge("replicas_starting", len(self.pool.starting()))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from itool_ray import metrics
 from itool_ray.mcts.search import EvalRequest, ExpandRequest
 from itool_ray.mcts.step import Step
 
@@ -84,6 +85,7 @@ class PolicyReplica:
         self.busy_seconds = 0.0
         self.requests_in_flight = 0
         self.expansions = 0
+        self._published_tokens = 0
         self._engine_lock = asyncio.Lock()
         self._pending: list[tuple[list[ExpandRequest], asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
@@ -116,6 +118,17 @@ class PolicyReplica:
                 return await asyncio.to_thread(fn, *args)
             finally:
                 self.busy_seconds += time.monotonic() - start
+                self._publish()
+
+    def _publish(self) -> None:
+        """This replica's metrics (Prometheus / dashboard), after every engine call."""
+        st, tag = self.policy.stats, self.replica_id
+        metrics.inc("generated_tokens_total", st.generated_tokens - self._published_tokens,
+                    replica=tag)  # fmt: skip
+        self._published_tokens = st.generated_tokens
+        wall = max(time.monotonic() - self.started, 1e-9)
+        metrics.set_gauge("replica_busy_fraction", self.busy_seconds / wall, replica=tag)
+        metrics.set_gauge("prefix_cache_hit_rate", st.prefix_cache_hit_rate, replica=tag)
 
     # ---- policy versions -------------------------------------------------------------
     async def load_policy(self, version: int, adapter: AdapterPayload | str | None) -> int:

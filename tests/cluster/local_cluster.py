@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,6 +49,10 @@ def _marked(token: str) -> list[int]:
     return pids
 
 
+class RayCLIError(RuntimeError):
+    pass
+
+
 class LocalCluster:
     def __init__(self, workdir: Path, *, head_cpus: int = 1) -> None:
         self.workdir = workdir
@@ -62,6 +67,9 @@ class LocalCluster:
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "RAY_FAKE_CLUSTER": "1",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # node IP 127.0.0.1 (rollout.run.loopback_only)
+            # token authentication with a token of this cluster's own (not ~/.ray/auth_token)
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex,
             "AUTOSCALER_UPDATE_INTERVAL_S": "1",
             "RAY_metrics_report_interval_ms": "2000",
             "RAY_DEDUP_LOGS": "0",
@@ -89,6 +97,10 @@ class LocalCluster:
              f"--num-cpus={self.head_cpus}", "--node-ip-address=127.0.0.1",
              f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1",
              f"--dashboard-port={self.dash_port}", f"--metrics-export-port={self.metrics_port}",
+             f"--dashboard-agent-listen-port={free_port()}",
+             f"--dashboard-agent-grpc-port={free_port()}",
+             f"--runtime-env-agent-port={free_port()}",
+             f"--ray-client-server-port={free_port()}",
              f"--temp-dir={self.temp_dir}", "--disable-usage-stats"],
             env=self.env, check=True, capture_output=True, timeout=180,
         )  # fmt: skip
@@ -99,12 +111,21 @@ class LocalCluster:
         end = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"{self.dashboard}/api/version", timeout=5):
-                    return
-            except OSError:
+                self.cli("job", "list", "--address", self.dashboard, timeout=60)
+                return
+            except RayCLIError:
                 if time.monotonic() > end:
                     raise
                 time.sleep(1)
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        """Run the ``ray`` CLI against this cluster (its env carries the auth token)."""
+        done = subprocess.run([str(BIN / "ray"), *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+        if done.returncode:
+            raise RayCLIError(f"ray {' '.join(args[:3])} failed ({done.returncode}):\n"
+                              f"{done.stdout[-1500:]}\n{done.stderr[-3000:]}")  # fmt: skip
+        return done.stdout
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL, every process carrying this cluster's marker."""
@@ -119,24 +140,32 @@ class LocalCluster:
     # ---- jobs ----------------------------------------------------------------------------
     def submit(self, *args: str, submission_id: str) -> str:
         """``ray job submit --no-wait`` of ``python <args>`` with the repository as working dir."""
-        subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--working-dir",
-             str(ROOT), "--submission-id", submission_id, "--no-wait", "--", "python", *args],
-            env=self.env, check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        return submission_id
+        end = time.monotonic() + 120
+        while True:
+            try:
+                self.cli("job", "submit", "--address", self.dashboard, "--working-dir", str(ROOT),
+                         "--submission-id", submission_id, "--no-wait", "--", "python", *args)  # fmt: skip
+                return submission_id
+            except RayCLIError as e:  # the head's dashboard agent is not up yet
+                if "No available agent" not in str(e) or time.monotonic() > end:
+                    raise
+                time.sleep(2)
 
     def job_status(self, job_id: str) -> str:
-        return self._get(f"/api/jobs/{job_id}")["status"]
+        text = re.sub(
+            r"\x1b\[[0-9;]*m", "", self.cli("job", "status", "--address", self.dashboard, job_id)
+        )
+        if m := re.search(r"Status for job '[^']*': (\w+)", text):
+            return m.group(1)
+        if m := re.search(r"Job '[^']*' (succeeded|failed|was stopped|stopped)", text):
+            return {"succeeded": "SUCCEEDED", "failed": "FAILED"}.get(m.group(1), "STOPPED")
+        raise RuntimeError(f"ray job status: unexpected output {text!r}")
 
     def job_logs(self, job_id: str) -> str:
-        return self._get(f"/api/jobs/{job_id}/logs")["logs"]
+        return self.cli("job", "logs", "--address", self.dashboard, job_id)
 
     def stop_job(self, job_id: str) -> None:
-        subprocess.run(
-            [str(BIN / "ray"), "job", "stop", "--address", self.dashboard, job_id],
-            env=self.env, check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+        self.cli("job", "stop", "--address", self.dashboard, job_id)
 
     def wait_job(self, job_id: str, timeout: float, on_poll=None) -> str:
         end = time.monotonic() + timeout
@@ -151,25 +180,20 @@ class LocalCluster:
             time.sleep(1)
 
     # ---- state -----------------------------------------------------------------------------
-    def _get(self, path: str):
-        with urllib.request.urlopen(self.dashboard + path, timeout=30) as r:
-            return json.loads(r.read())
+    def _list(self, kind: str, *filters: str) -> list[dict]:
+        args = ["list", kind, "--address", self.dashboard, "--format", "json", "--detail"]
+        for f in filters:
+            args += ["--filter", f]
+        return json.loads(self.cli(*args))
 
     def alive_nodes(self) -> list[dict]:
-        from ray.util.state import list_nodes
-
-        return list_nodes(address=self.dashboard, filters=[("state", "=", "ALIVE")])
+        return self._list("nodes", "state=ALIVE")
 
     def worker_nodes(self) -> int:
-        return sum(not n.is_head_node for n in self.alive_nodes())
+        return sum(not n["is_head_node"] for n in self.alive_nodes())
 
-    def actors(self, class_name: str) -> list:
-        from ray.util.state import list_actors
-
-        return list_actors(
-            address=self.dashboard,
-            filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")],
-        )
+    def actors(self, class_name: str) -> list[dict]:
+        return self._list("actors", f"class_name={class_name}", "state=ALIVE")
 
     def metrics_endpoints(self) -> list[str]:
         """Every node's Prometheus endpoint, from the service-discovery file Ray writes for

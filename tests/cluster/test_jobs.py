@@ -22,6 +22,11 @@ from tests.cluster.local_cluster import LocalCluster
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 TREES = 12
+# the manager's (head node) and the replicas' (rollout nodes) metrics, all non-zero in a run
+PROM_METRICS = (
+    "expansions_total", "pairs_emitted_total", "trees_finished_total", "expansions_per_second",
+    "generated_tokens_total", "replica_busy_fraction", "prefix_cache_hit_rate",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +100,7 @@ def test_autoscaled_rollout_job_scales_nodes_and_exports_metrics(cluster, tiny_m
     def poll():
         nodes_seen.append(cluster.worker_nodes())
         text = cluster.scrape()
-        for name in ("expansions_total", "pairs_emitted_total", "generated_tokens_total"):
+        for name in PROM_METRICS:
             scraped[name] = max(scraped.get(name, 0.0), _metric_total(text, name))
 
     status = cluster.wait_job(job, timeout=600, on_poll=poll)
@@ -107,9 +112,7 @@ def test_autoscaled_rollout_job_scales_nodes_and_exports_metrics(cluster, tiny_m
     assert [e["event"] for e in events] == ["add", "retire"]
     assert max(nodes_seen) == 2, nodes_seen
     # the project's metrics reached the Prometheus endpoints with non-zero values
-    assert scraped["expansions_total"] > 0, scraped
-    assert scraped["pairs_emitted_total"] > 0, scraped
-    assert scraped["generated_tokens_total"] > 0, scraped
+    assert all(scraped[name] > 0 for name in PROM_METRICS), scraped
     # ... and once the replicas are gone the autoscaler removes the idle nodes again
     wait_until(lambda: cluster.worker_nodes() == 0, 120, "idle rollout nodes to be removed")
 
@@ -127,15 +130,15 @@ def test_killed_replica_and_killed_manager_lose_nothing(cluster, tiny_model_dir,
     wait_until(lambda: len(finished_ids(out)) >= 1, 400, "the first finished tree")
     replicas = cluster.actors("PolicyReplica")
     assert len(replicas) == 2
-    _kill(replicas[0].pid)
+    _kill(int(replicas[0]["pid"]))
     # once Ray has restarted it (it serves again), the tree manager's process dies too; it
     # restarts and resumes from its checkpoint
-    wait_until(lambda: any(int(a.num_restarts) >= 1 for a in cluster.actors("PolicyReplica")),
+    wait_until(lambda: any(int(a["num_restarts"]) >= 1 for a in cluster.actors("PolicyReplica")),
                300, "the killed replica to be restarted")  # fmt: skip
     wait_until(lambda: len(finished_ids(out)) >= 3, 300, "three finished trees")
     done_before = len(finished_ids(out))
     (manager,) = cluster.actors("TreeManager")
-    _kill(manager.pid)
+    _kill(int(manager["pid"]))
     status = cluster.wait_job(job, timeout=600)
     assert status == "SUCCEEDED", cluster.job_logs(job)[-3000:]
     summary = assert_nothing_lost(out)
