@@ -1,0 +1,63 @@
+"""``jobs/evaluate.py``'s configuration: validated up front, errors naming the key; and the
+scoring modules stay free of Ray, vLLM and torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from itool_ray.config import ConfigError, load_config
+from itool_ray.eval.job import EvaluateConfig
+
+
+def test_defaults_and_groups():
+    cfg = load_config(
+        EvaluateConfig, None, ["model=tiny", "benchmarks={bfcl: 2, seal-tools/hard: null}"]
+    )
+    assert cfg.model == "tiny" and cfg.adapter is None
+    parts = cfg.parts
+    assert len(parts) == 11 + 1
+    assert parts["bfcl/live_relevance"] == 2 and parts["seal-tools/hard"] is None
+    assert "api-bank/level-1" not in parts
+    default = EvaluateConfig().parts
+    assert {p.split("/")[0] for p in default} == {"bfcl", "api-bank", "seal-tools"}
+
+
+def test_yaml_file_then_overrides(tmp_path):
+    path = tmp_path / "eval.yaml"
+    path.write_text("model: tiny\nbenchmarks: {api-bank/level-2: 5}\nreplicas: {count: 1}\n")
+    cfg = load_config(EvaluateConfig, path, ["max_tokens=64", "adapter=/tmp/adapter"])
+    assert cfg.parts == {"api-bank/level-2": 5}
+    assert cfg.replicas.count == 1 and cfg.max_tokens == 64 and cfg.adapter == "/tmp/adapter"
+    assert cfg.replicas.num_cpus == EvaluateConfig().replicas.num_cpus  # section defaults kept
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("modle=tiny", ["modle: unknown key", "model"]),
+        ("replicas.cout=2", ["replicas.cout: unknown key", "count"]),
+        ("benchmarks={bfcl/simpel: 2}", ["benchmarks", "unknown benchmark 'bfcl/simpel'"]),
+        ("benchmarks={bfcl/multi_turn_base: 2}", ["'bfcl/multi_turn_base' is not supported"]),
+        ("benchmarks={api-bank: 0}", ["benchmark 'api-bank': limit must be"]),
+        ("benchmarks={}", ["at least one benchmark"]),
+        ("max_tokens=2", ["max_tokens"]),
+        ("engine.max_model_len=abc", ["engine.max_model_len"]),
+    ],
+)
+def test_bad_values_name_the_key(override, needles):
+    with pytest.raises(ConfigError) as err:
+        load_config(EvaluateConfig, None, [override])
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_scoring_imports_no_engine():
+    code = (
+        "import sys, itool_ray.eval.benchmarks, itool_ray.eval.report, itool_ray.eval.job\n"
+        "bad = [m for m in ('ray', 'vllm', 'torch') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
