@@ -164,6 +164,8 @@ class ReplicaSection(Section):
     env: dict[str, str] = Field(
         default_factory=lambda: {
             "VLLM_CPU_KVCACHE_SPACE": "2",
+            # one engine step on a busy CPU host can pass vLLM's 300 s default and kill it
+            "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "1800",
             "OMP_NUM_THREADS": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }

@@ -54,24 +54,49 @@ def policy_responder(policy, *, max_tokens: int = 192) -> Responder:
     return respond
 
 
-def pool_responder(pool, *, max_tokens: int = 192) -> Responder:
+def pool_responder(pool, *, max_tokens: int = 192, retries: int = 3,
+                   restart_wait_s: float = 600.0) -> Responder:  # fmt: skip
     """Greedy responses from a ``ReplicaPool``: the samples split over its healthy replicas
-    (``PolicyReplica.respond``), all decoding in parallel at the pool's current version."""
+    (``PolicyReplica.respond``), all decoding in parallel at the pool's current version.
+
+    A replica that fails (its engine died, its process was killed) is marked down and its
+    share is decoded again, by the other replicas or by the restarted one (Ray restarts the
+    actor; the pool brings it back to the current version), up to ``retries`` times.
+    """
 
     def respond(samples: list[Sample]) -> list[str | None]:
+        import asyncio
+        import time
+
         import ray
 
-        live = [pool.replicas[i].handle for i in pool.healthy()]
-        if not live:
-            raise RuntimeError("evaluate_on_pool: no healthy replica")
-        parts = [samples[i :: len(live)] for i in range(len(live))]
-        outs = ray.get(
-            [h.respond.remote(p, max_tokens) for h, p in zip(live, parts, strict=True) if p]
-        )
         texts: list[str | None] = [None] * len(samples)
-        for r, part in enumerate(outs):
-            for j, text in enumerate(part):
-                texts[r + j * len(live)] = text
+        todo = list(range(len(samples)))
+        for attempt in range(retries + 1):
+            live = pool.healthy()
+            deadline = time.monotonic() + restart_wait_s
+            while not live:  # every replica down: wait for Ray to restart one
+                if time.monotonic() > deadline:
+                    raise RuntimeError("evaluate_on_pool: no healthy replica")
+                asyncio.run(pool.revive(timeout=5.0))
+                live = pool.healthy() or (time.sleep(2.0) or [])
+            shares = [todo[k :: len(live)] for k in range(len(live))]
+            calls = [(i, share, pool.replicas[i].handle.respond.remote(
+                [samples[j] for j in share], max_tokens)) for i, share in zip(live, shares, strict=True) if share]  # fmt: skip
+            todo = []
+            for i, share, ref in calls:
+                try:
+                    out = ray.get(ref)
+                except (ray.exceptions.RayError, RuntimeError) as e:
+                    if attempt == retries:
+                        raise
+                    pool.mark_down(i, f"respond failed: {type(e).__name__}: {e}"[:300])
+                    todo += share
+                    continue
+                for j, text in zip(share, out, strict=True):
+                    texts[j] = text
+            if not todo:
+                break
         return texts
 
     return respond

@@ -116,6 +116,10 @@ class PolicyReplica:
             start = time.monotonic()
             try:
                 return await asyncio.to_thread(fn, *args)
+            except Exception as e:
+                if _engine_dead(e):  # let Ray restart this actor with a fresh engine
+                    asyncio.get_running_loop().call_later(0.5, os._exit, 1)
+                raise
             finally:
                 self.busy_seconds += time.monotonic() - start
                 self._publish()
@@ -159,8 +163,6 @@ class PolicyReplica:
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e)
-                if _engine_dead(e):  # let Ray restart this actor with a fresh engine
-                    asyncio.get_running_loop().call_later(0.5, os._exit, 1)
                 continue
             i = 0
             for reqs, fut in batch:
