@@ -14,7 +14,7 @@ import pytest
 from itool_ray.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINTS = ("itool.py", "rollout.py", "evaluate.py", "report.py")
+ENTRYPOINTS = ("itool.py", "rollout.py", "evaluate.py", "report.py", "experiments.py")
 
 
 def _config_class(script: str):

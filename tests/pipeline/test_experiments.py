@@ -1,0 +1,59 @@
+"""The experiments command's plumbing: shared stages are copied, rows and means are right."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from itool_ray.config import ConfigError, load_config
+from itool_ray.experiments import (
+    ExperimentsConfig,
+    _seed_from,
+    itool_config,
+    mean_accuracy,
+    results_markdown,
+)
+
+
+def test_variants_start_from_the_main_runs_finished_stages(tmp_path):
+    main, run = tmp_path / "itool", tmp_path / "loss-ipo"
+    for name in ("data", "sft"):
+        (main / name).mkdir(parents=True)
+        (main / name / "DONE").write_text(json.dumps({"seconds": 1}))
+        (main / name / "out.txt").write_text(name)
+    (main / "iter1-mcts").mkdir()  # never finished: no marker
+    _seed_from(main, run, ("data", "sft"))
+    assert (run / "sft" / "out.txt").read_text() == "sft" and (run / "data" / "DONE").is_file()
+    # a half-copied stage of the variant is replaced; an unfinished main stage is an error
+    (run / "data" / "DONE").unlink()
+    (run / "data" / "stale").write_text("x")
+    _seed_from(main, run, ("data",))
+    assert not (run / "data" / "stale").exists()
+    with pytest.raises(RuntimeError, match="iter1-mcts .* did not finish"):
+        _seed_from(main, run, ("iter1-mcts",))
+
+
+def test_rows_means_and_markdown():
+    row = {
+        "version": 1,
+        "synth": {"accuracy": 0.5, "n": 8},
+        "bfcl/simple": {"accuracy": 0.25, "n": 4},
+    }
+    assert mean_accuracy(row) == pytest.approx(0.375)
+    assert mean_accuracy({"version": 0}) is None
+    result = {"date": "2026-11-30", "seed": 0, "seconds": {"itool": 12.0},
+              "rows": {"base": row, "iTool iter 1 (DPO)": {**row, "pairs": 7}},
+              "mean_accuracy": {"base": 0.375, "iTool iter 1 (DPO)": 0.375}}  # fmt: skip
+    md = results_markdown(result)
+    assert "| base | 0.500 (4/8) | 0.250 (1/4) | 0.375 | - |" in md
+    assert "| iTool iter 1 (DPO) | 0.500 (4/8) | 0.250 (1/4) | 0.375 | 7 |" in md
+
+
+def test_shared_itool_overrides_are_validated(tmp_path):
+    cfg = load_config(ExperimentsConfig, None, ['itool=["mcts.k=2"]', "seed=3"])
+    itool = itool_config(cfg, tmp_path / "r", "train.dpo.loss=ipo")
+    assert (itool.mcts.k, itool.seed, itool.train.dpo.build().loss) == (2, 3, "ipo")
+    bad = load_config(ExperimentsConfig, None, ['itool=["mcts.kk=2"]'])
+    with pytest.raises(ConfigError, match="mcts"):
+        itool_config(bad, tmp_path / "r")
