@@ -38,6 +38,14 @@ class ReplicaState:
     idle_since: float | None = None  # nothing in flight since
 
 
+def _actor_died(exc: BaseException) -> bool:
+    try:
+        import ray
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, ray.exceptions.RayActorError)
+
+
 @dataclass(frozen=True)
 class ReplicaSpec:
     """What one replica actor is made of: enough to launch more of them later (autoscaling)
@@ -157,12 +165,28 @@ class ReplicaPool:
         self.replicas[i].idle_since = time.monotonic()
         return True
 
-    async def wait_ready(self, timeout: float = 600.0) -> None:
-        """Wait until every replica answers, and bring each to the current version."""
-        await asyncio.wait_for(
-            asyncio.gather(*(self.sync(i) for i, r in enumerate(self.replicas) if not r.retired)),
-            timeout,
-        )
+    async def wait_ready(self, timeout: float = 600.0, relaunches: int = 2) -> None:
+        """Wait until every replica answers, and bring each to the current version.
+
+        A replica whose actor died while starting (its constructor raised: the engine did not
+        build, an import failed on a fresh node) is launched again from ``spec``, up to
+        ``relaunches`` times, before the error is raised.
+        """
+
+        async def ready(i: int) -> None:
+            for attempt in range(relaunches + 1):
+                try:
+                    return await self.sync(i)
+                except Exception as e:
+                    if self.spec is None or attempt == relaunches or not _actor_died(e):
+                        raise
+                    st = self.replicas[i]
+                    log.warning("replica %s died while starting (%s); launching it again",
+                                st.name, str(e).splitlines()[-1][:300])  # fmt: skip
+                    st.handle = self.spec.launch(st.name)
+
+        live = [i for i, r in enumerate(self.replicas) if not r.retired]
+        await asyncio.wait_for(asyncio.gather(*(ready(i) for i in live)), timeout)
 
     # ---- versions ----------------------------------------------------------------------
     async def sync(self, i: int) -> None:

@@ -134,3 +134,31 @@ def test_manager_without_autoscale_stays_fixed():
 def test_autoscale_without_spec_is_an_error():
     with pytest.raises(ValueError, match="ReplicaSpec"):
         TreeManager([], MCTSConfig(), [], autoscale=AutoscaleSettings(max_replicas=2))
+
+
+class _DeadOnArrival:
+    """A FAKE replica handle whose actor died in its constructor."""
+
+    name = "doa"
+
+    def __init__(self) -> None:
+        self.info = _bench().FakeMethod(self._info)
+
+    async def _info(self):
+        import ray
+
+        raise ray.exceptions.RayActorError()
+
+
+def test_replica_that_dies_while_starting_is_launched_again():
+    from itool_ray.rollout.pool import ReplicaPool
+
+    bench = _bench()
+    spec = _FakeSpec(bench.FakeLatency(latency=0.01, batch=4), delay=0.0)
+    pool = ReplicaPool([("r-0", _DeadOnArrival())], spec=spec)
+    asyncio.run(pool.wait_ready(timeout=10))
+    assert [f.name for f in spec.launched] == ["r-0"]  # relaunched once, under its own name
+    assert pool.healthy() == [0] and pool.replicas[0].handle.name == "r-0"
+    # without a spec to launch from, the error is the caller's
+    with pytest.raises(Exception, match="RayActorError|actor"):
+        asyncio.run(ReplicaPool([("r-0", _DeadOnArrival())]).wait_ready(timeout=10))
