@@ -194,7 +194,7 @@ async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
 
 
 async def run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas, env, kv_gb, dtype,
-                  seed, seconds) -> dict[str, ModeResult]:  # fmt: skip
+                  seed, seconds, block_size=None) -> dict[str, ModeResult]:  # fmt: skip
     """One pool per engine setting (caching on, then off); its modes in the order given."""
     from itool_ray.policy import EngineConfig
 
@@ -204,7 +204,7 @@ async def run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas, env, 
         if not group:
             continue
         engine = EngineConfig(model=model_dir, dtype=dtype, enable_prefix_caching=caching,
-                              cpu_kvcache_gb=kv_gb, seed=seed)  # fmt: skip
+                              cpu_kvcache_gb=kv_gb, seed=seed, block_size=block_size)  # fmt: skip
         log.info("starting %d replica(s), prefix caching %s", replicas, caching)
         pool = ReplicaPool.start(replicas, engine, num_cpus=1, env=env, max_restarts=0)
         try:
@@ -239,6 +239,7 @@ def main(
     threads: int = typer.Option(1, help="OMP threads per replica"),
     kv_gb: float = typer.Option(2.0, help="vLLM CPU KV cache per replica, GB"),
     dtype: str = typer.Option("auto", help="engine dtype"),
+    block_size: int = typer.Option(0, help="KV block size (0: vLLM's default, 128 on CPU)"),
     seed: int = typer.Option(0, help="data and search seed"),
     verbose: bool = typer.Option(False, help="show the replicas' logs"),
     out: Path = typer.Option(Path("runs/bench/rollout.json"), help="JSON figures"),
@@ -260,11 +261,15 @@ def main(
     scheds = schedules(max_inflight, paper_trees)
     env = {"VLLM_CPU_KVCACHE_SPACE": f"{kv_gb:g}", "OMP_NUM_THREADS": str(threads),
            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    from itool_ray.rollout.run import loopback_only
+
+    loopback_only()
     ray.init(num_cpus=max(os.cpu_count() or 1, replicas), _node_ip_address="127.0.0.1",
              include_dashboard=False, log_to_driver=verbose)  # fmt: skip
     try:
         results = asyncio.run(run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas,
-                                      env, kv_gb, dtype, seed, seconds))  # fmt: skip
+                                      env, kv_gb, dtype, seed, seconds,
+                                      block_size or None))  # fmt: skip
     finally:
         ray.shutdown()
     report(results, model, trees, sims, k, seconds, replicas, cfg, out)

@@ -56,7 +56,13 @@ def finished_ids(out: Path) -> list[str]:
     path = out / "finished.jsonl"
     if not path.exists():
         return []
-    return [json.loads(x)["tree_id"] for x in path.read_text().splitlines() if x.strip()]
+    ids = []
+    for line in path.read_text().splitlines():
+        try:
+            ids.append(json.loads(line)["tree_id"])
+        except json.JSONDecodeError:  # a line being written while the job runs
+            continue
+    return ids
 
 
 def assert_nothing_lost(out: Path) -> dict:
@@ -73,9 +79,13 @@ def assert_nothing_lost(out: Path) -> dict:
     return summary
 
 
-def wait_until(cond, timeout: float, what: str, poll: float = 0.5):
+def wait_until(cond, timeout: float, what: str, poll: float = 0.5, *, cluster=None, job=None):
+    """Poll ``cond`` until true; with a ``job``, fail at once (with its logs) if it ended."""
     end = time.monotonic() + timeout
     while not (value := cond()):
+        if job is not None and (status := cluster.job_status(job)) not in ("PENDING", "RUNNING"):
+            raise AssertionError(f"job {job} {status} while waiting for {what}:\n"
+                                 + cluster.job_logs(job)[-3000:])  # fmt: skip
         if time.monotonic() > end:
             raise TimeoutError(f"waited {timeout} s for {what}")
         time.sleep(poll)
@@ -127,15 +137,17 @@ def test_killed_replica_and_killed_manager_lose_nothing(cluster, tiny_model_dir,
                                        "replicas.max_restarts=2"),
                          submission_id="itest-faults")  # fmt: skip
     # a replica process dies in the middle of the search
-    wait_until(lambda: len(finished_ids(out)) >= 1, 400, "the first finished tree")
+    wait_until(lambda: len(finished_ids(out)) >= 1, 400, "the first finished tree",
+               cluster=cluster, job=job)  # fmt: skip
     replicas = cluster.actors("PolicyReplica")
     assert len(replicas) == 2
     _kill(int(replicas[0]["pid"]))
     # once Ray has restarted it (it serves again), the tree manager's process dies too; it
     # restarts and resumes from its checkpoint
     wait_until(lambda: any(int(a["num_restarts"]) >= 1 for a in cluster.actors("PolicyReplica")),
-               300, "the killed replica to be restarted")  # fmt: skip
-    wait_until(lambda: len(finished_ids(out)) >= 3, 300, "three finished trees")
+               300, "the killed replica to be restarted", cluster=cluster, job=job)  # fmt: skip
+    wait_until(lambda: len(finished_ids(out)) >= 3, 300, "three finished trees",
+               cluster=cluster, job=job)  # fmt: skip
     done_before = len(finished_ids(out))
     (manager,) = cluster.actors("TreeManager")
     _kill(int(manager["pid"]))
@@ -151,7 +163,8 @@ def test_stopped_job_resubmitted_resumes_without_loss(cluster, tiny_model_dir, t
     out = tmp_path / "out"
     args = rollout_args(tiny_model_dir, out, "replicas.count=2")
     job = cluster.submit(*args, submission_id="itest-stop")
-    wait_until(lambda: len(finished_ids(out)) >= 2, 400, "two finished trees")
+    wait_until(lambda: len(finished_ids(out)) >= 2, 400, "two finished trees",
+               cluster=cluster, job=job)  # fmt: skip
     cluster.stop_job(job)
     assert cluster.wait_job(job, timeout=120) == "STOPPED"
     first = finished_ids(out)
