@@ -183,7 +183,11 @@ class ReplicaPool:
                     st = self.replicas[i]
                     log.warning("replica %s died while starting (%s); launching it again",
                                 st.name, str(e).splitlines()[-1][:300])  # fmt: skip
-                    st.handle = self.spec.launch(st.name)
+                    try:
+                        st.handle = self.spec.launch(st.name)
+                    except ValueError as taken:  # ActorAlreadyExistsError: Ray restarts it
+                        log.warning("replica %s: %s; waiting for Ray's restart", st.name, taken)
+                        await asyncio.sleep(2.0)
 
         live = [i for i, r in enumerate(self.replicas) if not r.retired]
         await asyncio.wait_for(asyncio.gather(*(ready(i) for i in live)), timeout)

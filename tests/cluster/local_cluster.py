@@ -138,13 +138,20 @@ class LocalCluster:
                 time.sleep(pause)
 
     # ---- jobs ----------------------------------------------------------------------------
-    def submit(self, *args: str, submission_id: str) -> str:
-        """``ray job submit --no-wait`` of ``python <args>`` with the repository as working dir."""
+    def submit(self, script: str, *args: str, submission_id: str) -> str:
+        """``ray job submit --no-wait -- python <repo>/<script> <args>``.
+
+        No ``--working-dir``: every fake node of this cluster shares this machine's disk and
+        the session folder, so each node's runtime-env agent would unpack the same package
+        into the same folder, concurrently with the other nodes' workers importing from it
+        (seen: ``ModuleNotFoundError: itool_ray.mcts.step`` on a node that started while
+        another unpacked). The workers import the checkout's own ``itool_ray`` instead.
+        """
         end = time.monotonic() + 120
         while True:
             try:
-                self.cli("job", "submit", "--address", self.dashboard, "--working-dir", str(ROOT),
-                         "--submission-id", submission_id, "--no-wait", "--", "python", *args)  # fmt: skip
+                self.cli("job", "submit", "--address", self.dashboard, "--submission-id",
+                         submission_id, "--no-wait", "--", "python", str(ROOT / script), *args)  # fmt: skip
                 return submission_id
             except RayCLIError as e:  # the head's dashboard agent is not up yet
                 if "No available agent" not in str(e) or time.monotonic() > end:

@@ -40,7 +40,7 @@ def cluster(tmp_path_factory):
 
 def rollout_args(model: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "jobs/rollout.py", f"model={model}", "data=synth", f"limit={TREES}", "seed=3",
+        f"model={model}", "data=synth", f"limit={TREES}", "seed=3",
         f"out_dir={out}", "name_prefix=itest", "replicas.num_cpus=1",
         "replicas.resources={rollout_slot: 1}",
         'replicas.env={VLLM_CPU_KVCACHE_SPACE: "1", OMP_NUM_THREADS: "1"}',
@@ -101,7 +101,7 @@ def _metric_total(text: str, name: str) -> float:
 def test_autoscaled_rollout_job_scales_nodes_and_exports_metrics(cluster, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     assert cluster.worker_nodes() == 0  # the minimum: no rollout node before the job
-    job = cluster.submit(*rollout_args(tiny_model_dir, out, "replicas.count=1",
+    job = cluster.submit("jobs/rollout.py", *rollout_args(tiny_model_dir, out, "replicas.count=1",
                                        "replicas.max_count=2", "replicas.scale_up_after_s=0.5",
                                        "replicas.idle_timeout_s=2"),
                          submission_id="itest-autoscale")  # fmt: skip
@@ -133,7 +133,7 @@ def _kill(pid: int) -> None:
 
 def test_killed_replica_and_killed_manager_lose_nothing(cluster, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    job = cluster.submit(*rollout_args(tiny_model_dir, out, "replicas.count=2",
+    job = cluster.submit("jobs/rollout.py", *rollout_args(tiny_model_dir, out, "replicas.count=2",
                                        "replicas.max_restarts=2"),
                          submission_id="itest-faults")  # fmt: skip
     # a replica process dies in the middle of the search
@@ -162,14 +162,14 @@ def test_killed_replica_and_killed_manager_lose_nothing(cluster, tiny_model_dir,
 def test_stopped_job_resubmitted_resumes_without_loss(cluster, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     args = rollout_args(tiny_model_dir, out, "replicas.count=2")
-    job = cluster.submit(*args, submission_id="itest-stop")
+    job = cluster.submit("jobs/rollout.py", *args, submission_id="itest-stop")
     wait_until(lambda: len(finished_ids(out)) >= 2, 400, "two finished trees",
                cluster=cluster, job=job)  # fmt: skip
     cluster.stop_job(job)
     assert cluster.wait_job(job, timeout=120) == "STOPPED"
     first = finished_ids(out)
     assert 2 <= len(first) < TREES
-    job2 = cluster.submit(*args, submission_id="itest-resume")
+    job2 = cluster.submit("jobs/rollout.py", *args, submission_id="itest-resume")
     status = cluster.wait_job(job2, timeout=600)
     assert status == "SUCCEEDED", cluster.job_logs(job2)[-3000:]
     assert_nothing_lost(out)
