@@ -125,7 +125,8 @@ class EngineSection(Section):
         None, ge=16, multiple_of=16, description="KV block size; None: vLLM's default"
     )
 
-    def build(self, model_dir: str, *, enable_lora: bool = True, seed: int = 0):
+    def build(self, model_dir: str, *, enable_lora: bool = True, seed: int = 0,
+              weight_sync: bool = False):  # fmt: skip
         from itool_ray.policy import EngineConfig
 
         return EngineConfig(
@@ -139,6 +140,7 @@ class EngineSection(Section):
             max_lora_rank=self.max_lora_rank,
             max_logprobs=self.max_logprobs,
             block_size=self.block_size,
+            weight_sync=weight_sync,
             seed=seed,
         )
 

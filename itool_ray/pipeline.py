@@ -75,6 +75,11 @@ class TrainSection(Section):
     resources: dict[str, float] = Field(
         default_factory=dict, description="custom Ray resources, e.g. {trainer_slot: 1}"
     )
+    weight_sync: Literal["lora", "full"] = Field(
+        "lora",
+        description="lora: replicas load each new adapter; full: merged full weights in "
+        "buckets into engines without LoRA (itool_ray.policy.weight_sync)",
+    )
     perplexity_shards: int = Field(
         1, ge=1, description="1: in the trainer actor; more: that many parallel Ray tasks"
     )
@@ -205,22 +210,32 @@ class Runtime:
         from itool_ray.rollout import ReplicaPool, adapter_payload, run_sync
 
         self.init()
+        full = self.cfg.train.weight_sync == "full"
         if self.pool is None:
             r, cfg = self.cfg.replicas, self.cfg
-            payload = ray.put(adapter_payload(policy.adapter)) if policy.adapter else None
+            payload = (
+                ray.put(adapter_payload(policy.adapter)) if policy.adapter and not full else None
+            )
+            engine = cfg.engine.build(self.model_dir, enable_lora=not full, seed=cfg.seed,
+                                      weight_sync=full)  # fmt: skip
             self.pool = ReplicaPool.start(
-                r.count, cfg.engine.build(self.model_dir, enable_lora=True, seed=cfg.seed),
-                num_cpus=r.num_cpus, num_gpus=r.num_gpus, resources=r.resources or None,
-                max_restarts=r.max_restarts, temperature=r.temperature, env=r.env,
-                version=policy.version, adapter=payload,
+                r.count, engine, num_cpus=r.num_cpus, num_gpus=r.num_gpus,
+                resources=r.resources or None, max_restarts=r.max_restarts,
+                temperature=r.temperature, env=r.env,
+                version=0 if full else policy.version, adapter=payload,
             )  # fmt: skip
             run_sync(self.pool.wait_ready())
-        elif self.pool.version != policy.version:
-            ref = self.get_trainer().publish.remote(policy.adapter)  # stays in the object store
-            seconds = run_sync(self.pool.broadcast(policy.version, ref))
-            self.broadcasts.append({"version": policy.version, "seconds": round(seconds, 3)})
-            log.info("broadcast version %d to %d replicas in %.2f s",
-                     policy.version, len(self.pool.healthy()), seconds)  # fmt: skip
+        if self.pool.version != policy.version:
+            if full:
+                refs = ray.get(self.get_trainer().publish_weights.remote(policy.adapter))
+                seconds = run_sync(self.pool.broadcast_weights(policy.version, refs))
+            else:
+                ref = self.get_trainer().publish.remote(policy.adapter)  # once, object store
+                seconds = run_sync(self.pool.broadcast(policy.version, ref))
+            self.broadcasts.append({"version": policy.version, "seconds": round(seconds, 3),
+                                    "sync": self.cfg.train.weight_sync})  # fmt: skip
+            log.info("broadcast version %d to %d replicas in %.2f s (%s)", policy.version,
+                     len(self.pool.healthy()), seconds, self.cfg.train.weight_sync)  # fmt: skip
         return self.pool
 
     def close(self) -> None:

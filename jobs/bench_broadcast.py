@@ -8,6 +8,10 @@ replica has answered a request with the new policy:
 * **broadcast** (itool-ray): the adapter is read once into the object store (``ray.put``; in
   the job the trainer actor's ``publish`` does this) and ``ReplicaPool.broadcast`` has every
   replica write it locally and register it with its running vLLM engine under a new LoRA id.
+* **full** (itool-ray, ``train.weight_sync=full``, engines without LoRA): the adapter merged
+  into the base weights, the state dict put in the object store in buckets
+  (``Trainer.publish_weights``) and ``ReplicaPool.broadcast_weights`` loading them into every
+  running engine, one bucket per call;
 * **restart** (what the paper's code does each iteration): merge the adapter into the base
   model (``export_merged``), stop the replicas and start new vLLM engines on the merged folder.
 
@@ -61,14 +65,17 @@ def main(
     repeat: int = typer.Option(3, min=1, help="broadcasts and restarts timed"),
     kv_gb: float = typer.Option(1.0, help="vLLM CPU KV cache per replica (GB)"),
     out: Path = typer.Option(Path("runs/bench/broadcast.json")),
+    full: bool = typer.Option(True, help="also time the full-weight sync in buckets"),
+    bucket_mb: float = typer.Option(64, help="full-weight sync bucket size (MB)"),
 ) -> None:
     import ray
 
     from itool_ray.config import EngineSection
     from itool_ray.data import Sample
     from itool_ray.models import resolve_model
+    from itool_ray.policy.weight_sync import buckets
     from itool_ray.rollout import ReplicaPool, adapter_payload, init_ray, run_sync
-    from itool_ray.train.merge import export_merged
+    from itool_ray.train.merge import export_merged, merged_model
 
     model_dir = str(resolve_model(model))
     init_ray(num_cpus=max(2, replicas + 1))
@@ -78,9 +85,10 @@ def main(
     sample = Sample(id="probe", tools=(), messages=({"role": "user", "content": "Hi"},), gold="")
     work = Path(tempfile.mkdtemp(prefix="itool-bench-broadcast-"))
 
-    def start(folder: str, lora: bool) -> ReplicaPool:
-        pool = ReplicaPool.start(replicas, engine.build(folder, enable_lora=lora), num_cpus=1,
-                                 env=env, max_restarts=0)  # fmt: skip
+    def start(folder: str, lora: bool, weight_sync: bool = False) -> ReplicaPool:
+        pool = ReplicaPool.start(replicas, engine.build(folder, enable_lora=lora,
+                                                        weight_sync=weight_sync),
+                                 num_cpus=1, env=env, max_restarts=0)  # fmt: skip
         run_sync(pool.wait_ready())
         return pool
 
@@ -88,7 +96,7 @@ def main(
     pool = start(model_dir, True)
     probe_all(pool, sample)
     first_start = time.perf_counter() - t
-    broadcast_s, restart_s, merge_s = [], [], []
+    broadcast_s, restart_s, merge_s, full_s = [], [], [], []
     adapters = [
         make_adapter(model_dir, work / f"adapter-{v}", seed=v) for v in range(1, repeat + 1)
     ]
@@ -104,6 +112,21 @@ def main(
             print(f"broadcast v{v}: {broadcast_s[-1]:.2f} s")
         pool.shutdown()
         pool = None
+        if full:
+            pool = start(model_dir, False, weight_sync=True)
+            probe_all(pool, sample)
+            for v, adapter in enumerate(adapters, start=1):
+                t = time.perf_counter()
+                refs = [ray.put(b) for b in buckets(merged_model(model_dir, adapter).state_dict().items(), bucket_mb)]  # fmt: skip
+                run_sync(pool.broadcast_weights(v, refs))
+                probe_all(pool, sample)
+                full_s.append(time.perf_counter() - t)
+                versions = [i["version"] for i in run_sync(pool.infos())]
+                assert versions == [v] * replicas, versions
+                print(f"full-weight sync v{v}: {full_s[-1]:.2f} s ({len(refs)} buckets)")
+                del refs
+            pool.shutdown()
+            pool = None
         for v, adapter in enumerate(adapters, start=1):
             t = time.perf_counter()
             merged = export_merged(model_dir, adapter, work / f"merged-{v}")
@@ -130,10 +153,17 @@ def main(
         "median_restart_s": round(r, 2),
         "speedup": round(r / b, 1),
     }
+    if full_s:
+        f = statistics.median(full_s)
+        result |= {"full_sync_s": [round(x, 3) for x in full_s], "median_full_sync_s": round(f, 3),
+                   "full_sync_speedup": round(r / f, 1), "bucket_mb": bucket_mb}  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     print(f"broadcast {b:.2f} s vs restart {r:.2f} s: {r / b:.1f}x faster")
+    if full_s:
+        print(f"full-weight sync {statistics.median(full_s):.2f} s vs restart {r:.2f} s: "
+              f"{r / statistics.median(full_s):.1f}x faster")  # fmt: skip
 
 
 if __name__ == "__main__":

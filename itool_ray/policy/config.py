@@ -27,6 +27,8 @@ class EngineConfig:
             memory reserved, so keep it low there (several engines share one host).
         enforce_eager: skip graph capture (faster start; CPU default).
         seed: engine seed.
+        weight_sync: accept full-weight updates in buckets (``load_weight_bucket``); needs
+            ``enable_lora=False`` (vLLM's LoRA wrappers rename the base weights).
         block_size: KV-cache block size in tokens; the prefix cache reuses whole blocks only,
             so smaller blocks cache more of prompts that differ in their last tokens (MCTS
             siblings, self-evaluation prompts). None: vLLM's default (128 on CPU, 16 on GPU).
@@ -53,6 +55,7 @@ class EngineConfig:
     per_request_seed: bool = False
     max_logprobs: int = 20
     block_size: int | None = None
+    weight_sync: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:
@@ -73,5 +76,7 @@ class EngineConfig:
             raise ValueError(
                 f"EngineConfig.block_size: expected a multiple of 16, got {self.block_size}"
             )
+        if self.weight_sync and self.enable_lora:
+            raise ValueError("EngineConfig.weight_sync (full weights) needs enable_lora=False")
         if self.max_lora_rank < 1 or self.max_loras < 1:
             raise ValueError("EngineConfig.max_lora_rank and max_loras must be >= 1")

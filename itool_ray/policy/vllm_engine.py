@@ -101,6 +101,10 @@ class VLLMPolicy:
         )
         if config.block_size is not None:
             kwargs["block_size"] = config.block_size
+        if config.weight_sync:
+            from itool_ray.policy.weight_sync import EXTENSION
+
+            kwargs["worker_extension_cls"] = EXTENSION
         if config.enable_lora:
             kwargs.update(
                 enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=config.max_loras
@@ -139,6 +143,21 @@ class VLLMPolicy:
                 engine.add_lora(self._lora)
                 if old is not None and hasattr(engine, "remove_lora"):
                     engine.remove_lora(old.lora_int_id)
+        self.version = int(version)
+        return self.version
+
+    def load_weight_bucket(self, bucket: list) -> int:
+        """Load one bucket of ``(hf_name, tensor)`` full weights into the running engine
+        (``EngineConfig.weight_sync``); call :meth:`finish_weight_update` after the last."""
+        if not self.config.weight_sync:
+            raise ValueError("load_weight_bucket needs EngineConfig.weight_sync=True")
+        return max(self.llm.collective_rpc("itool_load_weights", args=(bucket,)))
+
+    def finish_weight_update(self, version: int) -> int:
+        """The new full weights are in: drop KV blocks cached with the old ones, serve them
+        as ``version`` (base weights, no adapter)."""
+        self.llm.reset_prefix_cache()
+        self._lora = None
         self.version = int(version)
         return self.version
 

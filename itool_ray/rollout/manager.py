@@ -86,7 +86,8 @@ class TreeManager:
     """Owns the trees of one rollout (module docstring)."""
 
     def __init__(self, samples: Sequence[Any], config: MCTSConfig, replicas: Sequence[Any], *,
-                 version: int = 0, adapter: Any = None, out_dir: str | None = None,
+                 version: int = 0, adapter: Any = None, weights: list | None = None,
+                 out_dir: str | None = None,
                  settings: ManagerSettings | None = None, spec: ReplicaSpec | None = None,
                  autoscale: AutoscaleSettings | None = None) -> None:  # fmt: skip
         self.samples = {str(s.id): s for s in samples}
@@ -98,6 +99,7 @@ class TreeManager:
             replicas,
             version=version,
             adapter=adapter,
+            weights=weights,
             overload=self.settings.overload_requests,
             spec=spec,
         )

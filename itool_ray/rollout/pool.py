@@ -97,11 +97,15 @@ class ReplicaPool:
             an ``ObjectRef`` to a payload published once with ``ray.put``).
         overload: a tree leaves its replica when that replica has this many more requests
             in flight than the least-loaded one.
+        spec: how to launch more replicas (:meth:`add`); None: the pool cannot grow.
+        weights: full-weight bucket references of ``version`` (instead of ``adapter``).
     """
 
     def __init__(self, handles: Sequence[Any], *, version: int = 0, adapter: Any = None,
-                 overload: int = 64, spec: ReplicaSpec | None = None) -> None:  # fmt: skip
+                 overload: int = 64, spec: ReplicaSpec | None = None,
+                 weights: list | None = None) -> None:  # fmt: skip
         self.spec = spec
+        self.weights = weights  # full-weight buckets of `version` (broadcast_weights), or None
         self.replicas: list[ReplicaState] = []
         for i, h in enumerate(handles):
             name, handle = h if isinstance(h, tuple) else (f"replica-{i}", h)
@@ -198,7 +202,10 @@ class ReplicaPool:
         st = self.replicas[i]
         info = await st.handle.info.remote()
         if info["version"] != self.version:
-            await st.handle.load_policy.remote(self.version, self.adapter)
+            if self.weights is not None:
+                await st.handle.load_full_weights.remote(self.version, self.weights)
+            else:
+                await st.handle.load_policy.remote(self.version, self.adapter)
             info = await st.handle.info.remote()
         st.incarnation, st.version = info["incarnation"], info["version"]
         st.healthy, st.down_since, st.load = True, None, 0
@@ -206,10 +213,25 @@ class ReplicaPool:
     async def broadcast(self, version: int, adapter: Any) -> float:
         """Switch every healthy replica to ``version`` without restarting engines; seconds."""
         start = time.perf_counter()
-        self.version, self.adapter = version, adapter
+        self.version, self.adapter, self.weights = version, adapter, None
         live = [i for i, r in enumerate(self.replicas) if r.healthy]
         await asyncio.gather(
             *(self.replicas[i].handle.load_policy.remote(version, adapter) for i in live)
+        )
+        for i in live:
+            self.replicas[i].version = version
+        return time.perf_counter() - start
+
+    async def broadcast_weights(self, version: int, buckets: list) -> float:
+        """Full-weight sync (engines without LoRA, ``EngineConfig.weight_sync``): every healthy
+        replica loads the bucket references (published once by ``Trainer.publish_weights``),
+        one bucket per engine call, without restarting; seconds. Replicas restarted later
+        load the same buckets before serving."""
+        start = time.perf_counter()
+        self.version, self.adapter, self.weights = version, None, list(buckets)
+        live = [i for i, r in enumerate(self.replicas) if r.healthy]
+        await asyncio.gather(
+            *(self.replicas[i].handle.load_full_weights.remote(version, self.weights) for i in live)
         )
         for i in live:
             self.replicas[i].version = version

@@ -140,6 +140,24 @@ class PolicyReplica:
         folder = materialize_adapter(adapter, self._adapter_root / f"v{version}")
         return await self._in_engine(self.policy.load_policy, version, folder)
 
+    async def load_full_weights(self, version: int, buckets: Sequence[Any]) -> int:
+        """Full-weight sync: load every bucket (a list of ``(hf_name, tensor)``, or an
+        ``ObjectRef`` to one, fetched one at a time) and serve the result as ``version``.
+        Holds the engine for the whole update: no request sees half-updated weights."""
+        import ray
+
+        loaded = 0
+        async with self._engine_lock:
+            start = time.monotonic()
+            try:
+                for b in buckets:
+                    bucket = await b if isinstance(b, ray.ObjectRef) else b
+                    loaded += await asyncio.to_thread(self.policy.load_weight_bucket, bucket)
+                await asyncio.to_thread(self.policy.finish_weight_update, version)
+            finally:
+                self.busy_seconds += time.monotonic() - start
+        return loaded
+
     # ---- MCTS ------------------------------------------------------------------------
     async def expand(self, requests: Sequence[ExpandRequest]) -> list[Expansion]:
         """Expand and self-evaluate; coalesced with concurrent calls into one engine batch."""

@@ -116,6 +116,7 @@ def run_rollout(
         opts["name"] = manager_name
     manager = ray.remote(TreeManager).options(**opts).remote(
         list(samples), mcts, handles, version=pool.version, adapter=pool.adapter,
+        weights=pool.weights,
         out_dir=str(out), settings=settings, spec=pool.spec if autoscale else None,
         autoscale=autoscale,
     )  # fmt: skip

@@ -29,6 +29,19 @@ def base_dtype(model_dir: str | Path) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
+def merged_model(model_dir: str | Path, adapter_dir: str | Path | None, *,
+                 dtype: torch.dtype | None = None):  # fmt: skip
+    """Base model with ``adapter_dir`` merged in (float32 merge, then ``dtype``, default the
+    base model's saved dtype); the base model alone when ``adapter_dir`` is None."""
+    from peft import PeftModel
+
+    target = dtype or base_dtype(model_dir)
+    model = load_base(model_dir, torch.float32)
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    return model.to(target)
+
+
 def export_merged(
     model_dir: str | Path,
     adapter_dir: str | Path,
@@ -38,15 +51,10 @@ def export_merged(
     threads: int | None = 2,
 ) -> Path:
     """Merge ``adapter_dir`` into ``model_dir`` and save model + tokenizer to ``out_dir``."""
-    from peft import PeftModel
-
     out = Path(out_dir)
-    target = dtype or base_dtype(model_dir)
     with cpu_threads(threads):
-        base = load_base(model_dir, torch.float32)
-        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-        merged = merged.to(target)
+        merged = merged_model(model_dir, adapter_dir, dtype=dtype)
         tokenizer = load_tokenizer(model_dir)
         save_model_folder(merged, tokenizer, out, f"merged {adapter_dir} into {model_dir}\n")
-    log.info("merged %s into %s -> %s (%s)", adapter_dir, model_dir, out, target)
+    log.info("merged %s into %s -> %s (%s)", adapter_dir, model_dir, out, merged.dtype)
     return out

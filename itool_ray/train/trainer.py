@@ -99,6 +99,20 @@ class Trainer:
             raise FileNotFoundError(f"publish: {adapter_dir} holds no PEFT adapter_config.json")
         return adapter_payload(adapter_dir)
 
+    def publish_weights(self, adapter_dir: str | None, bucket_mb: float = 256) -> list:
+        """Full-weight sync (no LoRA on the replicas): base + ``adapter_dir`` merged, split
+        into buckets of about ``bucket_mb`` MB, each put in the object store once; returns
+        the bucket references for ``ReplicaPool.broadcast_weights``."""
+        import ray
+
+        from itool_ray.policy.weight_sync import buckets
+        from itool_ray.train.merge import merged_model
+
+        model = merged_model(self.model_dir, adapter_dir)
+        refs = [ray.put(b) for b in buckets(model.state_dict().items(), bucket_mb)]
+        del model
+        return refs
+
     def export_merged(self, adapter_dir: str, out_dir: str) -> str:
         """Base + adapter merged into one model folder for serving."""
         from itool_ray.train.merge import export_merged

@@ -191,7 +191,11 @@ class LocalCluster:
         args = ["list", kind, "--address", self.dashboard, "--format", "json", "--detail"]
         for f in filters:
             args += ["--filter", f]
-        return json.loads(self.cli(*args))
+        text = self.cli(*args)
+        try:  # the JSON list, whatever the CLI printed around it
+            return json.loads(text[text.index("[") : text.rindex("]") + 1])
+        except ValueError:  # nothing listed yet, or the state API was busy: poll again
+            return []
 
     def alive_nodes(self) -> list[dict]:
         return self._list("nodes", "state=ALIVE")
