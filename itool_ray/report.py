@@ -284,7 +284,7 @@ def _plot_tree(plt, tree: dict[str, Any], save) -> None:
     for i, (x, d) in pos.items():
         q = qs[i]
         colour = "0.85" if q is None else cmap((q - lo) / (hi - lo) if hi > lo else 0.5)
-        text = " ".join(tree["text"][i].split())
+        text = " ".join("".join(c for c in tree["text"][i] if c.isprintable()).split())
         label = (text[:22] + "...") if len(text) > 25 else text or "(root)"
         ax.scatter([x], [-d], s=220, color=colour, edgecolors="k", zorder=2)
         ax.annotate(f"{label}\nQ={_fmt(q, 2)} N={tree['visits'][i]}", (x, -d),

@@ -2,8 +2,8 @@
 fake multi-node autoscaling provider (cluster/local-autoscaling.yaml), jobs sent with the
 ``ray job submit`` CLI, everything on 127.0.0.1 and on ports picked free for the test.
 
-Every process of the cluster (head, fake nodes, workers, vLLM engines) inherits a marker
-variable; :meth:`LocalCluster.stop` stops exactly the processes that carry it, by process id.
+:meth:`LocalCluster.stop` stops exactly the processes of this cluster (head, fake nodes,
+workers, vLLM engines: see :func:`_cluster_pids`), by process id.
 """
 
 from __future__ import annotations
@@ -34,19 +34,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _marked(token: str) -> list[int]:
-    """Process ids whose environment has ``MARKER=token``."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+def _environ(pid: int) -> list[bytes]:
+    try:
+        return (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def _cluster_pids(token: str, temp_dir: Path) -> set[int]:
+    """Every process of one test cluster: those carrying its marker variable, those whose
+    command line names its temp folder (the fake nodes' raylets: Ray's fake provider starts
+    them with an environment of its own), the processes of those raylets (``RAY_RAYLET_PID``)
+    and all their descendants (workers, vLLM engine processes)."""
+    import psutil
+
+    marker, folder = f"{MARKER}={token}".encode(), str(temp_dir)
+    roots: set[int] = set()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
-            env = (d / "environ").read_bytes()
-        except OSError:
+            cmd = " ".join(proc.info["cmdline"] or [])
+        except psutil.Error:
             continue
-        if f"{MARKER}={token}".encode() in env.split(b"\0"):
-            pids.append(int(d.name))
-    return pids
+        if folder in cmd or marker in _environ(proc.info["pid"]):
+            roots.add(proc.info["pid"])
+    for proc in psutil.process_iter(["pid"]):
+        for item in _environ(proc.info["pid"]):
+            if item.startswith(b"RAY_RAYLET_PID=") and int(item.split(b"=")[1] or 0) in roots:
+                roots.add(proc.info["pid"])
+    found = set(roots)
+    for pid in roots:
+        try:
+            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            continue
+    found.discard(os.getpid())
+    return found
 
 
 class RayCLIError(RuntimeError):
@@ -86,7 +108,24 @@ class LocalCluster:
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.dash_port}"
 
-    def start(self) -> LocalCluster:
+    def start(self, attempts: int = 3) -> LocalCluster:
+        """Start the head (the autoscaler adds the nodes); a start that fails (a port taken
+        between picking it and Ray binding it) is stopped and tried again on new ports."""
+        for attempt in range(attempts):
+            try:
+                return self._start()
+            except (RayCLIError, subprocess.SubprocessError):
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
+                self.token = uuid.uuid4().hex[:12]
+                self.env[MARKER] = self.token
+                self.temp_dir = Path("/tmp") / f"itr-{self.token[:6]}"
+                self.gcs_port, self.dash_port = free_port(), free_port()
+                self.metrics_port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> LocalCluster:
         cfg = yaml.safe_load((ROOT / "cluster" / "local-autoscaling.yaml").read_text())
         cfg["provider"]["gcs_address"] = self.address
         cfg["available_node_types"]["ray.head.default"]["resources"]["CPU"] = self.head_cpus
@@ -107,7 +146,7 @@ class LocalCluster:
         self._wait_dashboard()
         return self
 
-    def _wait_dashboard(self, timeout: float = 120) -> None:
+    def _wait_dashboard(self, timeout: float = 60) -> None:
         end = time.monotonic() + timeout
         while True:
             try:
@@ -128,9 +167,9 @@ class LocalCluster:
         return done.stdout
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL, every process carrying this cluster's marker."""
+        """SIGTERM, then SIGKILL, every process of this cluster (:func:`_cluster_pids`)."""
         for sig, pause in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 1.0)):
-            pids = _marked(self.token)
+            pids = _cluster_pids(self.token, self.temp_dir)
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
