@@ -65,7 +65,7 @@ def main(
     repeat: int = typer.Option(3, min=1, help="broadcasts and restarts timed"),
     kv_gb: float = typer.Option(1.0, help="vLLM CPU KV cache per replica (GB)"),
     out: Path = typer.Option(Path("runs/bench/broadcast.json")),
-    full: bool = typer.Option(True, help="also time the full-weight sync in buckets"),
+    full: bool = typer.Option(False, help="also time the full-weight sync (CUDA vLLM only)"),
     bucket_mb: float = typer.Option(64, help="full-weight sync bucket size (MB)"),
 ) -> None:
     import ray

@@ -84,6 +84,12 @@ class VLLMPolicy:
             # assumes one engine per node): several replicas on a node would share one core.
             # Unbound, the OS spreads them; users who pin replicas set the variable themselves.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        if config.weight_sync and not on_gpu:
+            raise ValueError(
+                "EngineConfig.weight_sync: vLLM's CPU backend repacks the linear weights after "
+                "loading them (its oneDNN GEMM), so they cannot be reloaded in place; on CPU "
+                "switch policies with LoRA (train.weight_sync=lora)"
+            )
         from vllm import LLM
 
         dtype = config.dtype
@@ -151,7 +157,9 @@ class VLLMPolicy:
         (``EngineConfig.weight_sync``); call :meth:`finish_weight_update` after the last."""
         if not self.config.weight_sync:
             raise ValueError("load_weight_bucket needs EngineConfig.weight_sync=True")
-        return max(self.llm.collective_rpc("itool_load_weights", args=(bucket,)))
+        from itool_ray.policy.weight_sync import pack
+
+        return max(self.llm.collective_rpc("itool_load_weights", args=(pack(bucket),)))
 
     def finish_weight_update(self, version: int) -> int:
         """The new full weights are in: drop KV blocks cached with the old ones, serve them

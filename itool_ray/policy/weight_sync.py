@@ -6,7 +6,10 @@ object store, and every replica loads them one bucket per engine call, through a
 extension of vLLM (``worker_extension_cls``) that hands the tensors to the model's own
 ``load_weights`` (the same name mapping vLLM uses when it reads a checkpoint). The engine is
 not restarted; its prefix cache is reset at the end, since cached KV blocks were computed
-with the old weights. Needs ``EngineConfig(enable_lora=False, weight_sync=True)``.
+with the old weights. Needs ``EngineConfig(enable_lora=False, weight_sync=True)`` and a vLLM
+backend that keeps its weights loadable: CUDA vLLM does; vLLM's CPU backend repacks the linear
+weights after loading (its oneDNN GEMM), so on CPU this path is refused with a clear error and
+policies switch by LoRA. Not exercised on a GPU here (the GPU machines have no vLLM).
 """
 
 from __future__ import annotations
@@ -40,12 +43,46 @@ def buckets(named: Iterable[tuple[str, Any]], bucket_mb: float = DEFAULT_BUCKET_
         yield bucket
 
 
+def pack(bucket: list[tuple[str, Any]]) -> list[tuple[str, str, tuple[int, ...], bytes]]:
+    """A bucket as plain ``(name, dtype, shape, raw bytes)`` records: what crosses vLLM's
+    engine-to-worker RPC unchanged (its message encoder turns tensors inside lists into lists).
+    Any dtype, bfloat16 included, byte for byte."""
+    out = []
+    for name, t in bucket:
+        raw = t.contiguous().reshape(-1).view(_uint8()).numpy().tobytes()
+        out.append((name, str(t.dtype).removeprefix("torch."), tuple(t.shape), raw))
+    return out
+
+
+def unpack(records) -> list[tuple[str, Any]]:
+    import torch
+
+    out = []
+    for name, dtype, shape, raw in records:
+        flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        out.append((name, flat.view(getattr(torch, dtype)).reshape(tuple(shape))))
+    return out
+
+
+def _uint8():
+    import torch
+
+    return torch.uint8
+
+
 class WeightSyncExtension:
     """Mixed into vLLM's worker class (``worker_extension_cls``); called through
-    ``LLM.collective_rpc("itool_load_weights", args=(bucket,))`` on every worker."""
+    ``LLM.collective_rpc("itool_load_weights", args=(pack(bucket),))`` on every worker."""
 
-    def itool_load_weights(self, bucket: list[tuple[str, Any]]) -> int:
+    def itool_load_weights(self, records) -> int:
         model = self.get_model()  # type: ignore[attr-defined]
+        packed = [n for n, p in model.named_parameters() if not hasattr(p, "weight_loader")
+                  and p.numel() == 0]  # fmt: skip
+        if packed:
+            raise RuntimeError(
+                f"full-weight sync: {len(packed)} weights were repacked after loading (e.g. "
+                f"{packed[0]}) and cannot be reloaded in place by this vLLM backend"
+            )
         device = next(model.parameters()).device
-        model.load_weights(weights=[(n, t.to(device)) for n, t in bucket])
-        return len(bucket)
+        model.load_weights(weights=[(n, t.to(device)) for n, t in unpack(records)])
+        return len(records)
