@@ -110,6 +110,18 @@ def load_config(
         raise ConfigError(_explain(cls, e)) from None
 
 
+def load_job_config(cls: type[M], path: str | Path | None, overrides: list[str] | None) -> M:
+    """For a job's command line: log at INFO, and turn a ``ConfigError`` into a clean exit
+    that prints what is wrong (before any actor starts)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return load_config(cls, path, overrides or [])
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+
+
 # ---- sections shared by the jobs ------------------------------------------------------------
 class EngineSection(Section):
     """vLLM settings of the policy replicas (see ``itool_ray.policy.EngineConfig``)."""

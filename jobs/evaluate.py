@@ -17,7 +17,6 @@ starts. Writes ``out_dir/results.json``, ``results.md`` and ``responses.jsonl``.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -30,14 +29,10 @@ def main(
     overrides: list[str] = typer.Argument(None, help="KEY.PATH=VALUE overrides"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
 ) -> None:
-    from itool_ray.config import ConfigError, load_config
+    from itool_ray.config import load_job_config
     from itool_ray.eval.job import EvaluateConfig, run_evaluate_job
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(EvaluateConfig, config, overrides or [])
-    except ConfigError as e:
-        raise SystemExit(str(e)) from None
+    cfg = load_job_config(EvaluateConfig, config, overrides)
     result = run_evaluate_job(cfg)
     print(Path(result["files"]["markdown"]).read_text())
     print("written:", ", ".join(result["files"].values()))

@@ -17,7 +17,6 @@ run (e.g. ``'itool=["data.num_samples=96"]'``).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -30,12 +29,11 @@ def main(
     overrides: list[str] = typer.Argument(None, help="KEY.PATH=VALUE overrides"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
 ) -> None:
-    from itool_ray.config import ConfigError, load_config
+    from itool_ray.config import ConfigError, load_job_config
     from itool_ray.experiments import ExperimentsConfig, results_markdown, run_experiments
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load_job_config(ExperimentsConfig, config, overrides)
     try:
-        cfg = load_config(ExperimentsConfig, config, overrides or [])
         from itool_ray.experiments import itool_config
 
         itool_config(cfg, Path(cfg.run_dir) / "itool")  # the shared overrides validate too

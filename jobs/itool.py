@@ -16,7 +16,6 @@ configuration is validated before any actor starts (``itool_ray.pipeline.ITOolCo
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
@@ -32,14 +31,10 @@ def main(
     from rich.console import Console
     from rich.table import Table
 
-    from itool_ray.config import ConfigError, load_config
+    from itool_ray.config import load_job_config
     from itool_ray.pipeline import ITOolConfig, run_itool
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(ITOolConfig, config, overrides or [])
-    except ConfigError as e:
-        raise SystemExit(str(e)) from None
+    cfg = load_job_config(ITOolConfig, config, overrides)
     console = Console()
     table_data = run_itool(cfg, log=lambda msg: console.print(msg, markup=False, highlight=False))
     sets = sorted({k for row in table_data.values() for k, v in row.items() if isinstance(v, dict)})

@@ -19,7 +19,6 @@ starts.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import typer
@@ -32,14 +31,10 @@ def main(
     overrides: list[str] = typer.Argument(None, help="KEY.PATH=VALUE overrides"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
 ) -> None:
-    from itool_ray.config import ConfigError, load_config
+    from itool_ray.config import load_job_config
     from itool_ray.rollout.job import RolloutJobConfig, run_rollout_job
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(RolloutJobConfig, config, overrides or [])
-    except ConfigError as e:
-        raise SystemExit(str(e)) from None
+    cfg = load_job_config(RolloutJobConfig, config, overrides)
     print(json.dumps(run_rollout_job(cfg), indent=1))
 
 
