@@ -42,6 +42,7 @@ class ExperimentsConfig(Section):
     mixed_sft: bool = True
     losses: list[str] = Field(default_factory=lambda: ["simpo", "ipo", "orpo"])
     itool: list[str] = Field(default_factory=list)
+    summarize_only: bool = Field(False, description="only rebuild the table from finished runs")
 
 
 def itool_config(cfg: ExperimentsConfig, run_dir: Path, *extra: str):
@@ -68,60 +69,80 @@ def mean_accuracy(row: dict[str, Any]) -> float | None:
     return sum(accs) / len(accs) if accs else None
 
 
+def _done(path: Path) -> dict[str, Any] | None:
+    marker = path / "DONE"
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def collect_rows(cfg: ExperimentsConfig) -> dict[str, dict[str, Any] | None]:
+    """The table's rows from the runs' finished evaluation stages (None: not run yet), so a
+    partial set of runs still gives a table."""
+    root, main = Path(cfg.run_dir), Path(cfg.run_dir) / "itool"
+    rows: dict[str, dict[str, Any] | None] = {"base": _done(main / "eval-base")}
+    if cfg.mixed_sft:
+        rows["mixed SFT"] = _done(root / "mixed-sft" / "eval-sft")
+    rows["easy-to-hard SFT"] = _done(main / "eval-sft")
+    for it in range(1, cfg.iterations + 1):
+        row, mcts = _done(main / f"iter{it}-eval"), _done(main / f"iter{it}-mcts")
+        rows[f"iTool iter {it} (DPO)"] = row and {**row, "pairs": (mcts or {}).get("pairs")}
+    for loss in cfg.losses:
+        rows[f"iter 1 with {loss.upper()}"] = _done(root / f"loss-{loss}" / "iter1-eval")
+    return rows
+
+
+def summarize(cfg: ExperimentsConfig, seconds: dict[str, float] | None = None) -> dict:
+    rows = collect_rows(cfg)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "seed": cfg.seed,
+        "config": cfg.model_dump(),
+        "seconds": seconds or {},
+        "rows": rows,
+        "mean_accuracy": {k: v and mean_accuracy(v) for k, v in rows.items()},
+    }
+    root = Path(cfg.run_dir)
+    (root / "results.json").write_text(json.dumps(result, indent=1))
+    (root / "results.md").write_text(results_markdown(result))
+    return result
+
+
 def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) -> dict:
     from itool_ray.pipeline import run_itool
 
     root = Path(cfg.run_dir)
     root.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
 
-    def timed(name: str, fn):
+    def timed(name: str, fn) -> None:
         start = time.perf_counter()
-        out = fn()
+        fn()
         seconds[name] = round(time.perf_counter() - start, 1)
-        return out
+        summarize(cfg, seconds)  # the table so far, after every run
 
     main = root / "itool"
-    table = timed("itool", lambda: run_itool(
+    timed("itool", lambda: run_itool(
         itool_config(cfg, main, f"train.iterations={cfg.iterations}"), log=log))  # fmt: skip
-    rows["base"] = table["base"]
     if cfg.mixed_sft:
         run = root / "mixed-sft"
         _seed_from(main, run, ("data", "eval-base"))
-        mixed = timed("mixed-sft", lambda: run_itool(itool_config(
+        timed("mixed-sft", lambda: run_itool(itool_config(
             cfg, run, "train.iterations=0", "train.sft.order=mixed"), log=log))  # fmt: skip
-        rows["mixed SFT"] = mixed["sft"]
-    rows["easy-to-hard SFT"] = table["sft"]
-    for it in range(1, cfg.iterations + 1):
-        rows[f"iTool iter {it} (DPO)"] = table[f"iter{it}"]
     shared = ("data", "eval-base", "sft", "eval-sft", "iter1-select", "iter1-mcts")
     for loss in cfg.losses:
         run = root / f"loss-{loss}"
         _seed_from(main, run, shared)
         beta = LOSS_BETA.get(loss, 0.1)
-        variant = timed(f"loss-{loss}", lambda run=run, loss=loss, beta=beta: run_itool(
+        timed(f"loss-{loss}", lambda run=run, loss=loss, beta=beta: run_itool(
             itool_config(cfg, run, "train.iterations=1", f"train.dpo.loss={loss}",
-                          f"train.dpo.beta={beta}"), log=log))  # fmt: skip
-        rows[f"iter 1 with {loss.upper()}"] = variant["iter1"]
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "seed": cfg.seed,
-        "config": cfg.model_dump(),
-        "seconds": seconds,
-        "rows": rows,
-        "mean_accuracy": {k: mean_accuracy(v) for k, v in rows.items()},
-    }
-    (root / "results.json").write_text(json.dumps(result, indent=1))
-    (root / "results.md").write_text(results_markdown(result))
-    return result
+                         f"train.dpo.beta={beta}"), log=log))  # fmt: skip
+    return summarize(cfg, seconds)
 
 
 def results_markdown(result: dict[str, Any]) -> str:
     rows = result["rows"]
     sets: list[str] = []
     for row in rows.values():
-        sets += [k for k, v in row.items() if isinstance(v, dict) and "accuracy" in v]
+        sets += [k for k, v in (row or {}).items() if isinstance(v, dict) and "accuracy" in v]
     sets = list(dict.fromkeys(sets))
     lines = [
         f"Measured {result['date']}, seed {result['seed']}.",
@@ -130,14 +151,18 @@ def results_markdown(result: dict[str, Any]) -> str:
         "|---|" + "---|" * (len(sets) + 2),
     ]
     for name, row in rows.items():
+        if row is None:
+            lines.append(f"| {name} | " + " | ".join("-" for _ in sets) + " | not run yet | - |")
+            continue
         cells = []
         for s in sets:
             v = row.get(s)
-            cells.append(f"{v['accuracy']:.3f} ({v['correct'] if 'correct' in v else round(v['accuracy'] * v['n'])}/{v['n']})"
+            cells.append(f"{v['accuracy']:.3f} ({round(v['accuracy'] * v['n'])}/{v['n']})"
                          if isinstance(v, dict) else "-")  # fmt: skip
         mean = result["mean_accuracy"][name]
+        pairs = row.get("pairs")
         lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {'-' if mean is None else f'{mean:.3f}'} | {row.get('pairs', '-')} |")  # fmt: skip
+                     + f" | {'-' if mean is None else f'{mean:.3f}'} | {'-' if pairs is None else pairs} |")  # fmt: skip
     lines += ["", "Wall time per run (s): "
               + ", ".join(f"{k} {v}" for k, v in result["seconds"].items())]  # fmt: skip
     return "\n".join(lines) + "\n"

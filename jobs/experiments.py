@@ -30,7 +30,12 @@ def main(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
 ) -> None:
     from itool_ray.config import ConfigError, load_job_config
-    from itool_ray.experiments import ExperimentsConfig, results_markdown, run_experiments
+    from itool_ray.experiments import (
+        ExperimentsConfig,
+        results_markdown,
+        run_experiments,
+        summarize,
+    )
 
     cfg = load_job_config(ExperimentsConfig, config, overrides)
     try:
@@ -39,7 +44,8 @@ def main(
         itool_config(cfg, Path(cfg.run_dir) / "itool")  # the shared overrides validate too
     except ConfigError as e:
         raise SystemExit(str(e)) from None
-    print(results_markdown(run_experiments(cfg)))
+    result = summarize(cfg) if cfg.summarize_only else run_experiments(cfg)
+    print(results_markdown(result))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from itool_ray.experiments import (
     itool_config,
     mean_accuracy,
     results_markdown,
+    summarize,
 )
 
 
@@ -57,3 +58,25 @@ def test_shared_itool_overrides_are_validated(tmp_path):
     bad = load_config(ExperimentsConfig, None, ['itool=["mcts.kk=2"]'])
     with pytest.raises(ConfigError, match="mcts"):
         itool_config(bad, tmp_path / "r")
+
+
+def test_table_from_partial_runs(tmp_path):
+    root = tmp_path / "exp"
+
+    def done(path, **summary):
+        path.mkdir(parents=True)
+        (path / "DONE").write_text(json.dumps(summary))
+
+    done(root / "itool" / "eval-base", version=0, synth={"accuracy": 0.25, "n": 8})
+    done(root / "itool" / "eval-sft", version=1, synth={"accuracy": 0.5, "n": 8})
+    done(root / "itool" / "iter1-eval", version=2, synth={"accuracy": 0.75, "n": 8})
+    done(root / "itool" / "iter1-mcts", pairs=21)
+    cfg = load_config(ExperimentsConfig, None, [f"run_dir={root}", "iterations=2"])
+    result = summarize(cfg)
+    rows = result["rows"]
+    assert rows["iTool iter 1 (DPO)"]["pairs"] == 21 and rows["iTool iter 2 (DPO)"] is None
+    assert rows["mixed SFT"] is None and rows["iter 1 with SIMPO"] is None
+    md = (root / "results.md").read_text()
+    assert "| iTool iter 1 (DPO) | 0.750 (6/8) | 0.750 | 21 |" in md
+    assert "| iter 1 with ORPO | - | not run yet | - |" in md
+    assert json.loads((root / "results.json").read_text())["mean_accuracy"]["base"] == 0.25
