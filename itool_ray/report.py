@@ -285,7 +285,8 @@ def _plot_tree(plt, tree: dict[str, Any], save) -> None:
         q = qs[i]
         colour = "0.85" if q is None else cmap((q - lo) / (hi - lo) if hi > lo else 0.5)
         text = " ".join("".join(c for c in tree["text"][i] if c.isprintable()).split())
-        label = (text[:22] + "...") if len(text) > 25 else text or "(root)"
+        label = (text[:22] + "...") if len(text) > 25 else text
+        label = label or ("(root)" if tree["parent"][i] < 0 else "(empty step)")
         ax.scatter([x], [-d], s=220, color=colour, edgecolors="k", zorder=2)
         ax.annotate(f"{label}\nQ={_fmt(q, 2)} N={tree['visits'][i]}", (x, -d),
                     textcoords="offset points", xytext=(0, -22), ha="center", fontsize=6)  # fmt: skip
