@@ -120,6 +120,7 @@ class TreeManager:
         self.failures = 0
         self._rate_mark = (time.monotonic(), 0, 0)  # (t, expansions, tokens) of the last rate
         self.started = time.monotonic()
+        self.instance = uuid.uuid4().hex[:12]  # a restarted manager is a new instance
         self._prompt_roots: set[str] = set()  # trees restored from a checkpoint
         self._queue: dict[int, list] = {}
         self._last_ckpt = time.monotonic()
@@ -187,6 +188,7 @@ class TreeManager:
     # ---- the loop --------------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
         return {
+            "instance": self.instance,
             "trees_total": len(self.samples),
             "trees_finished": len(self.finished),
             "trees_active": len(self.trees),

@@ -121,7 +121,8 @@ def run_rollout(
         autoscale=autoscale,
     )  # fmt: skip
     done_ref = manager.run.remote()
-    restarts = 0
+    instances: set[str] = set()  # manager incarnations seen: restarts = len - 1
+    deaths = 0
     bar = tqdm(total=len(samples), desc="mcts trees", unit="tree", disable=not progress)
     started = time.monotonic()
     try:
@@ -134,14 +135,19 @@ def run_rollout(
                         break
                     prog = ray.get(manager.progress.remote())
                 except ray.exceptions.RayActorError as e:
-                    restarts += 1
-                    if restarts > manager_restarts:
-                        raise
-                    log.warning("tree manager died (%s); restart %d/%d resumes from %s",
-                                type(e).__name__, restarts, manager_restarts, out)  # fmt: skip
-                    done_ref = manager.run.remote()  # queued until Ray has restarted it
+                    if ready:  # run() itself died: call it again on the restarted manager
+                        deaths += 1
+                        if deaths > manager_restarts:
+                            raise
+                        log.warning("tree manager died (%s); restart %d/%d resumes from %s",
+                                    type(e).__name__, deaths, manager_restarts, out)  # fmt: skip
+                        done_ref = manager.run.remote()  # queued until Ray has restarted it
+                    else:  # the progress call met the same death; run()'s ref will tell
+                        time.sleep(1.0)
                     continue
-                prog |= {"t": round(time.monotonic() - started, 2), "manager_restarts": restarts}
+                instances.add(prog["instance"])
+                prog |= {"t": round(time.monotonic() - started, 2),
+                         "manager_restarts": len(instances) - 1}  # fmt: skip
                 plog.write(json.dumps(prog) + "\n")
                 plog.flush()
                 bar.n = prog["trees_finished"]
@@ -152,7 +158,8 @@ def run_rollout(
     finally:
         bar.close()
         ray.kill(manager, no_restart=True)
-    final["manager_restarts"] = restarts
+    instances.add(final["instance"])
+    final["manager_restarts"] = len(instances) - 1
     (out / "DONE.rollout.json").write_text(json.dumps(final))
     return RolloutResult(read_pairs(out / "pairs.jsonl"), final, infos)
 
