@@ -124,6 +124,7 @@ class TreeManager:
         self._prompt_roots: set[str] = set()  # trees restored from a checkpoint
         self._queue: dict[int, list] = {}
         self._last_ckpt = time.monotonic()
+        self._kept = 0  # whole trees saved to trees_finished.jsonl (counted once, at resume)
         if self.out_dir:
             self._resume()
 
@@ -144,6 +145,9 @@ class TreeManager:
             ]  # fmt: skip
             pairs_file.write_text("".join(line + "\n" for line in keep))
             self.pairs_emitted = len(keep)
+        kept_file = self.out_dir / "trees_finished.jsonl"
+        if kept_file.exists():
+            self._kept = len(kept_file.read_text().splitlines())
         trees_file = self.out_dir / "trees.json"
         if trees_file.exists():
             saved = json.loads(trees_file.read_text())
@@ -166,9 +170,10 @@ class TreeManager:
         tree = self.trees.pop(tid)
         pairs = extract_pairs(tree, self.samples[tid])
         if self.out_dir is not None:
-            if self._kept_trees() < self.settings.keep_trees:
+            if self._kept < self.settings.keep_trees:
                 with open(self.out_dir / "trees_finished.jsonl", "a") as f:
                     f.write(json.dumps(tree.to_dict()) + "\n")
+                self._kept += 1
             with open(self.out_dir / "pairs.jsonl", "a") as f:
                 for p in pairs:
                     f.write(json.dumps(p.to_dict()) + "\n")
@@ -180,10 +185,6 @@ class TreeManager:
         self.pool.forget(tid)
         metrics.inc("trees_finished_total")
         metrics.inc("pairs_emitted_total", len(pairs))
-
-    def _kept_trees(self) -> int:
-        path = self.out_dir / "trees_finished.jsonl" if self.out_dir else None
-        return len(path.read_text().splitlines()) if path and path.exists() else 0
 
     # ---- the loop --------------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
