@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from itool_ray.policy.config import EngineConfig
+from itool_ray.policy.cpu_lora import ENV as CPU_LORA_ENV
 
 
 @dataclass
@@ -84,6 +85,8 @@ class VLLMPolicy:
             # assumes one engine per node): several replicas on a node would share one core.
             # Unbound, the OS spreads them; users who pin replicas set the variable themselves.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            # grouped LoRA GEMMs instead of vLLM's per-token gathered ones (policy.cpu_lora)
+            os.environ.setdefault(CPU_LORA_ENV, "1")
         if config.weight_sync and not on_gpu:
             raise ValueError(
                 "EngineConfig.weight_sync: vLLM's CPU backend repacks the linear weights after "
