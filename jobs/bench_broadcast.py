@@ -73,9 +73,8 @@ def main(
     from itool_ray.config import EngineSection
     from itool_ray.data import Sample
     from itool_ray.models import resolve_model
-    from itool_ray.policy.weight_sync import buckets
     from itool_ray.rollout import ReplicaPool, adapter_payload, init_ray, run_sync
-    from itool_ray.train.merge import export_merged, merged_model
+    from itool_ray.train.merge import export_merged, publish_merged
 
     model_dir = str(resolve_model(model))
     init_ray(num_cpus=max(2, replicas + 1))
@@ -117,7 +116,7 @@ def main(
             probe_all(pool, sample)
             for v, adapter in enumerate(adapters, start=1):
                 t = time.perf_counter()
-                refs = [ray.put(b) for b in buckets(merged_model(model_dir, adapter).state_dict().items(), bucket_mb)]  # fmt: skip
+                refs = publish_merged(model_dir, adapter, bucket_mb)
                 run_sync(pool.broadcast_weights(v, refs))
                 probe_all(pool, sample)
                 full_s.append(time.perf_counter() - t)

@@ -42,6 +42,20 @@ def merged_model(model_dir: str | Path, adapter_dir: str | Path | None, *,
     return model.to(target)
 
 
+def publish_merged(model_dir: str | Path, adapter_dir: str | Path | None,
+                   bucket_mb: float = 256) -> list:  # fmt: skip
+    """Full-weight sync: base + ``adapter_dir`` merged, its state dict split into buckets of
+    about ``bucket_mb`` MB, each put in Ray's object store once; returns the references for
+    ``ReplicaPool.broadcast_weights``. Needs a connected Ray (the trainer actor's, or a
+    driver's)."""
+    import ray
+
+    from itool_ray.policy.weight_sync import buckets
+
+    model = merged_model(model_dir, adapter_dir)
+    return [ray.put(b) for b in buckets(model.state_dict().items(), bucket_mb)]
+
+
 def export_merged(
     model_dir: str | Path,
     adapter_dir: str | Path,

@@ -103,15 +103,9 @@ class Trainer:
         """Full-weight sync (no LoRA on the replicas): base + ``adapter_dir`` merged, split
         into buckets of about ``bucket_mb`` MB, each put in the object store once; returns
         the bucket references for ``ReplicaPool.broadcast_weights``."""
-        import ray
+        from itool_ray.train.merge import publish_merged
 
-        from itool_ray.policy.weight_sync import buckets
-        from itool_ray.train.merge import merged_model
-
-        model = merged_model(self.model_dir, adapter_dir)
-        refs = [ray.put(b) for b in buckets(model.state_dict().items(), bucket_mb)]
-        del model
-        return refs
+        return publish_merged(self.model_dir, adapter_dir, bucket_mb)
 
     def export_merged(self, adapter_dir: str, out_dir: str) -> str:
         """Base + adapter merged into one model folder for serving."""

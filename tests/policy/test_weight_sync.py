@@ -91,3 +91,28 @@ def test_pool_broadcasts_weights_and_restarted_replicas_catch_up():
     # a later adapter broadcast switches the pool back to the LoRA path
     asyncio.run(pool.broadcast(4, "adapter-payload"))
     assert pool.weights is None and a.loads[-1] == ("adapter", 4, "adapter-payload")
+
+
+def test_publish_merged_puts_the_merged_state_dict_in_buckets(ray_local, tiny_model_dir, tmp_path):
+    """What the trainer publishes for full-weight sync: every tensor of base + adapter merged,
+    in order, split over several buckets when they are small, and different from the base."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from itool_ray.train.merge import publish_merged
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    want_base = {k: v.clone() for k, v in base.state_dict().items()}
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear",
+                                            init_lora_weights=False))  # fmt: skip
+    model.save_pretrained(tmp_path / "adapter")
+    want = model.merge_and_unload().state_dict()
+    refs = publish_merged(tiny_model_dir, tmp_path / "adapter", bucket_mb=0.05)
+    got = [item for ref in refs for item in ray_local.get(ref)]
+    assert len(refs) > 1
+    assert [name for name, _ in got] == list(want)
+    for name, tensor in got:
+        torch.testing.assert_close(tensor, want[name].to(tensor.dtype))
+    changed = [n for n, t in got if not torch.equal(t, want_base[n].to(t.dtype))]
+    assert any("q_proj" in n for n in changed)
