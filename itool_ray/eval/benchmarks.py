@@ -32,7 +32,7 @@ from typing import Any
 from itool_ray.calls import Call, CallParseError, check_calls, parse_calls
 from itool_ray.data import BFCL_AST_CATEGORIES, Sample
 from itool_ray.eval.bfcl_summary import MULTI_TURN, NON_LIVE_EXEC
-from itool_ray.eval.scoring import gold_ground_truth
+from itool_ray.eval.scoring import Counts, gold_ground_truth
 
 BFCL_NO_CALL = ("irrelevance", "live_irrelevance")
 BFCL_CALL = ("live_relevance",)
@@ -252,36 +252,13 @@ def judge(
 
 
 @dataclass(frozen=True)
-class PartResult:
+class PartResult(Counts):
     """Counts for one part. ``no_call``: outputs that decoded into no call (text or ``[]``);
     ``parse_errors``: outputs that are broken call lists; ``skipped``: prompts that did not
     fit. All three are inside ``n``."""
 
-    name: str
-    n: int
-    correct: int
-    parse_errors: int
-    no_call: int
-    skipped: int
-    mean_partial: float
+    no_call: int = 0
     wrong_examples: tuple[dict[str, Any], ...] = ()
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n if self.n else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "n": self.n,
-            "correct": self.correct,
-            "accuracy": self.accuracy,
-            "parse_errors": self.parse_errors,
-            "no_call": self.no_call,
-            "skipped": self.skipped,
-            "mean_partial": self.mean_partial,
-            "wrong_examples": list(self.wrong_examples),
-        }
 
 
 def summarize_part(name: str, verdicts: Sequence[Verdict], keep: int = 3) -> PartResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from itool_ray.calls import CallParseError, check_calls, ground_truth_from_calls, parse_calls
 from itool_ray.calls.check import GroundTruth
@@ -41,8 +41,10 @@ def score_response(sample: Sample, response: str) -> Scored:
 
 
 @dataclass(frozen=True)
-class EvalSummary:
-    """Accuracy of one model on one held-out set."""
+class Counts:
+    """Accuracy of one model on one set: ``n`` responses, ``correct`` of them right;
+    ``parse_errors`` (broken call lists) and ``skipped`` (prompts that did not fit) are wrong
+    answers inside ``n``. Subclasses add their own detail fields, serialised as they are."""
 
     name: str
     n: int
@@ -50,23 +52,22 @@ class EvalSummary:
     parse_errors: int
     skipped: int = 0
     mean_partial: float = 0.0
-    examples: list[dict] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.n if self.n else 0.0
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "n": self.n,
-            "correct": self.correct,
-            "accuracy": self.accuracy,
-            "parse_errors": self.parse_errors,
-            "skipped": self.skipped,
-            "mean_partial": self.mean_partial,
-            "examples": self.examples,
-        }
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return {**d, "accuracy": self.accuracy}
+
+
+@dataclass(frozen=True)
+class EvalSummary(Counts):
+    """Accuracy of one model on one held-out set, with a few wrong answers as examples."""
+
+    examples: list[dict] = field(default_factory=list)
 
 
 def summarize(name: str, scored: Sequence[Scored], skipped: int = 0, keep: int = 3) -> EvalSummary:
