@@ -80,8 +80,16 @@ class TrainSection(Section):
         description="lora: replicas load each new adapter; full: merged full weights in "
         "buckets into engines without LoRA (itool_ray.policy.weight_sync)",
     )
+    perplexity_on: Literal["auto", "replicas", "trainer"] = Field(
+        "auto",
+        description="where hard-sample perplexities are computed: replicas (vLLM prompt "
+        "log-probs, in parallel), trainer (transformers), auto: replicas when they can score "
+        "prompts under the served adapter (CPU engines with itool_ray.policy.cpu_lora), else "
+        "trainer",
+    )
     perplexity_shards: int = Field(
-        1, ge=1, description="1: in the trainer actor; more: that many parallel Ray tasks"
+        1, ge=1, description="trainer perplexity: 1: in the trainer actor; more: that many "
+        "parallel Ray tasks",
     )
     export_merged: bool = Field(False, description="save base + final adapter merged at the end")
     lora: LoraSection = LoraSection()
@@ -275,13 +283,30 @@ def _sft_stage(rt: Runtime, data_dir: Path, out: Path) -> dict:
 def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
     import ray
 
+    from itool_ray.rollout import run_sync
+    from itool_ray.rollout.scatter import scatter
     from itool_ray.train import select_hard
     from itool_ray.train.trainer import sharded_perplexity
 
     rt.init()
     samples = read_samples(data_dir / "reinforce.jsonl")
+    where = rt.cfg.train.perplexity_on
+    on = "trainer"
+    if where != "trainer":
+        pool = rt.serve(policy)
+        infos = [i for i in run_sync(pool.infos()) if i is not None]
+        if infos and all(i.get("scores_prompts") for i in infos):
+            on = "replicas"
+        elif where == "replicas":
+            raise RuntimeError(
+                "train.perplexity_on=replicas: the replicas cannot compute prompt log-probs "
+                "under a LoRA adapter on this vLLM (GPU vLLM 0.32, vllm-project/vllm#29955); "
+                "use train.perplexity_on=trainer or auto"
+            )
     shards = rt.cfg.train.perplexity_shards
-    if shards > 1:
+    if on == "replicas":
+        ppl = scatter(rt.pool, "perplexity", samples)
+    elif shards > 1:
         ppl = sharded_perplexity(rt.model_dir, policy.adapter, samples, shards,
                                  num_cpus=rt.cfg.replicas.num_cpus or 1)  # fmt: skip
     else:
@@ -290,7 +315,8 @@ def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dic
     (out / "selection.json").write_text(json.dumps(selection.to_dict(), indent=1))
     write_samples(out / "hard.jsonl", selection.chosen)
     return {"candidates": len(samples), "kept": len(selection.chosen),
-            "threshold": selection.threshold, "version": policy.version}  # fmt: skip
+            "threshold": selection.threshold, "version": policy.version,
+            "perplexity_on": on}  # fmt: skip
 
 
 def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dict:

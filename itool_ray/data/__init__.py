@@ -41,6 +41,7 @@ from itool_ray.data.prompt import (
     ChatTokenizer,
     build_messages,
     build_self_eval_messages,
+    end_of_turn,
     prompt_and_completion,
     render_prompt,
     render_self_eval_prompt,
@@ -68,6 +69,7 @@ from itool_ray.data.toolace import load_toolace, load_toolace_hub, parse_system_
 from itool_ray.data.verify import is_grounded, verify_sample
 
 __all__ = [
+    "end_of_turn",
     "API_BANK_SPLITS",
     "BFCL_AST_CATEGORIES",
     "BFCL_CATEGORIES",

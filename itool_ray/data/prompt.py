@@ -136,3 +136,28 @@ def render_self_eval_prompt(
     """The self-evaluation prompt, ending with the generation prompt: the next token is the
     policy's verdict (:data:`SELF_EVAL_YES` / :data:`SELF_EVAL_NO`)."""
     return _chat(tokenizer, build_self_eval_messages(sample, partial_response, template=template))
+
+
+_PROBE = "ITOOLPROBE"
+
+
+def end_of_turn(tokenizer) -> str:
+    """The token the chat template closes an assistant turn with (``<|im_end|>`` for
+    ChatML, ``<|eot_id|>`` for Llama 3), read off the template; the tokenizer's EOS token
+    when the template adds nothing recognisable."""
+    eos = tokenizer.eos_token or ""
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _PROBE}],
+            tokenize=False,
+        )
+    except Exception:  # templates that refuse this conversation shape
+        return eos
+    at = text.rfind(_PROBE) if isinstance(text, str) else -1
+    if at < 0:
+        return eos
+    m = re.match(r"\S+", text[at + len(_PROBE) :].lstrip(" "))
+    if m is None:
+        return eos
+    token = m.group(0)
+    return token if token in tokenizer.get_vocab() else eos

@@ -65,39 +65,10 @@ def pool_responder(pool, *, max_tokens: int = 192, retries: int = 3,
     """
 
     def respond(samples: list[Sample]) -> list[str | None]:
-        import asyncio
-        import time
+        from itool_ray.rollout.scatter import scatter
 
-        import ray
-
-        texts: list[str | None] = [None] * len(samples)
-        todo = list(range(len(samples)))
-        for attempt in range(retries + 1):
-            live = pool.healthy()
-            deadline = time.monotonic() + restart_wait_s
-            while not live:  # every replica down: wait for Ray to restart one
-                if time.monotonic() > deadline:
-                    raise RuntimeError("evaluate_on_pool: no healthy replica")
-                asyncio.run(pool.revive(timeout=5.0))
-                live = pool.healthy() or (time.sleep(2.0) or [])
-            shares = [todo[k :: len(live)] for k in range(len(live))]
-            calls = [(i, share, pool.replicas[i].handle.respond.remote(
-                [samples[j] for j in share], max_tokens)) for i, share in zip(live, shares, strict=True) if share]  # fmt: skip
-            todo = []
-            for i, share, ref in calls:
-                try:
-                    out = ray.get(ref)
-                except (ray.exceptions.RayError, RuntimeError) as e:
-                    if attempt == retries:
-                        raise
-                    pool.mark_down(i, f"respond failed: {type(e).__name__}: {e}"[:300])
-                    todo += share
-                    continue
-                for j, text in zip(share, out, strict=True):
-                    texts[j] = text
-            if not todo:
-                break
-        return texts
+        return scatter(pool, "respond", samples, max_tokens, retries=retries,
+                       restart_wait_s=restart_wait_s)  # fmt: skip
 
     return respond
 

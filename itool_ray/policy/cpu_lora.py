@@ -36,14 +36,26 @@ def gathered_matmul(inputs: Any, weights: Any, indices: Any, dtype: Any) -> Any:
 
     ``weights`` is the stacked adapter tensor ``(slots, out, in)`` or ``(slots, 1, out, in)``;
     ``indices`` one slot per row of ``inputs``, negative for "no adapter" (zero output).
+
+    One exception to one-index-per-row: the LoRA logits processor maps adapters per
+    *request*, and for prompt log-probs it is handed one row per prompt *token* (vLLM's own op
+    fails there on the shape, vllm-project/vllm#29955). When the batch uses a single adapter,
+    as an engine serving one policy version does, that adapter is every row's, so it is applied
+    to all rows; with several, which row is whose is unknown, and this raises.
     """
     import torch
 
     if weights.dim() == 4:
         weights = weights.squeeze(1)
     x = inputs.to(dtype=dtype)
-    out = torch.zeros((x.shape[0], weights.shape[1]), dtype=dtype, device=x.device)
     slots = torch.unique(indices).tolist()
+    if len(slots) == 1 or indices.shape[0] == x.shape[0]:
+        out = torch.zeros((x.shape[0], weights.shape[1]), dtype=dtype, device=x.device)
+    else:
+        raise ValueError(
+            f"LoRA kernel: {indices.shape[0]} adapter indices for {x.shape[0]} rows with "
+            f"adapters {slots} in one batch; prompt log-probs need a single adapter per batch"
+        )
     for slot in slots:
         if slot < 0:
             continue
@@ -107,6 +119,17 @@ def installed(_worker: object = None) -> bool:
     """Whether :func:`install` ran in this process; ``llm.collective_rpc(installed)`` asks
     the engine's workers (which pass themselves as the argument)."""
     return _installed
+
+
+EXTENSION = "itool_ray.policy.cpu_lora.CpuLoraExtension"
+
+
+class CpuLoraExtension:
+    """vLLM worker extension (``worker_extension_cls``) of CPU engines with LoRA: lets the
+    engine ask its workers, by name over ``collective_rpc``, whether the kernels are in."""
+
+    def itool_cpu_lora_installed(self) -> bool:
+        return installed()
 
 
 def register() -> None:

@@ -26,6 +26,7 @@ from itool_ray.data import (
     SELF_EVAL_NO,
     SELF_EVAL_YES,
     Sample,
+    end_of_turn,
     render_prompt,
     render_self_eval_prompt,
 )
@@ -241,6 +242,6 @@ class StepEngine:
     def perplexity(self, samples: Sequence[Sample]) -> list[float]:
         """h of each sample's gold response under the current policy (eq. 4), batched."""
         prompts = [self.encode(render_prompt(s, self.tokenizer)) for s in samples]
-        eos = self.tokenizer.eos_token or ""
-        responses = [self.encode(s.gold + eos) for s in samples]
+        eot = end_of_turn(self.tokenizer)  # as the SFT rows and the trainer's perplexity end
+        responses = [self.encode(s.gold + eot) for s in samples]
         return self.policy.perplexity(prompts, responses)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from itool_ray.policy.config import EngineConfig
 from itool_ray.policy.cpu_lora import ENV as CPU_LORA_ENV
+from itool_ray.policy.cpu_lora import EXTENSION as CPU_LORA_EXTENSION
 
 
 @dataclass
@@ -114,11 +115,16 @@ class VLLMPolicy:
             from itool_ray.policy.weight_sync import EXTENSION
 
             kwargs["worker_extension_cls"] = EXTENSION
+        cpu_lora = config.enable_lora and not on_gpu and os.environ.get(CPU_LORA_ENV) == "1"
         if config.enable_lora:
             kwargs.update(
                 enable_lora=True, max_lora_rank=config.max_lora_rank, max_loras=config.max_loras
             )
+            if cpu_lora:
+                kwargs["worker_extension_cls"] = CPU_LORA_EXTENSION
         self.llm = LLM(**kwargs)
+        # measured, not assumed: the workers say whether the grouped LoRA kernels are in
+        self.lora_kernels = cpu_lora and all(self.llm.collective_rpc("itool_cpu_lora_installed"))
         self.tokenizer = self.llm.get_tokenizer()
         self.version = 0
         self.stats = EngineStats()
@@ -250,17 +256,28 @@ class VLLMPolicy:
             {t: lp.logprob for t, lp in (o.outputs[0].logprobs or [{}])[0].items()} for o in outs
         ]
 
+    @property
+    def scores_prompts(self) -> bool:
+        """Whether :meth:`prompt_logprobs` (and so :meth:`perplexity`) works on this engine.
+
+        Always without LoRA. With LoRA, vLLM 0.32's own ops fail on prompt log-probs (the
+        LoRA logits processor maps adapters per request but gets one row per prompt token:
+        vllm-project/vllm#29955, #16668); the grouped CPU kernels
+        (:mod:`itool_ray.policy.cpu_lora`) apply the batch's one adapter to every row, which
+        is right for an engine serving one policy version, so CPU engines running them can.
+        """
+        return not self.config.enable_lora or self.lora_kernels
+
     def prompt_logprobs(
         self, prompts: Sequence[Sequence[int]], starts: Sequence[int]
     ) -> list[list[float]]:
         """Log-prob of every token of ``prompts[i][starts[i]:]`` given what precedes it.
 
-        Only with the base model: vLLM 0.32 computes prompt log-probs wrongly or crashes the
-        engine when LoRA is enabled (vllm-project/vllm#29955), so this refuses then.
+        Refused where :attr:`scores_prompts` is false (LoRA on GPU vLLM 0.32).
         """
-        if self.config.enable_lora:
+        if not self.scores_prompts:
             raise RuntimeError(
-                "prompt log-probs are unavailable on an engine with LoRA enabled (vLLM bug "
+                "prompt log-probs are unavailable on a GPU engine with LoRA enabled (vLLM bug "
                 "vllm-project/vllm#29955); compute perplexity with the trainer's model instead"
             )
         from vllm import SamplingParams

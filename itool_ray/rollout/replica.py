@@ -109,6 +109,7 @@ class PolicyReplica:
             "cached_prompt_tokens": st.cached_prompt_tokens,
             "generated_tokens": st.generated_tokens,
             "prefix_cache_hit_rate": st.prefix_cache_hit_rate,
+            "scores_prompts": self.policy.scores_prompts,
         }
 
     async def _in_engine(self, fn, *args):

@@ -4,7 +4,6 @@ adapter saving and reading the trainer's log history."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 
 import torch
 
+from itool_ray.data.prompt import end_of_turn  # noqa: F401  (re-exported)
 from itool_ray.train.config import LoraSettings
 
 log = logging.getLogger("itool_ray.train")
@@ -135,31 +135,6 @@ def encode(tokenizer, text: str) -> list[int]:
     """Token ids without special tokens added: the chat template already wrote them (and
     this is how the vLLM policy engine encodes prompts, so training sees the same ids)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-_PROBE = "ITOOLPROBE"
-
-
-def end_of_turn(tokenizer) -> str:
-    """The token the chat template closes an assistant turn with (``<|im_end|>`` for
-    ChatML, ``<|eot_id|>`` for Llama 3), read off the template; the tokenizer's EOS token
-    when the template adds nothing recognisable."""
-    eos = tokenizer.eos_token or ""
-    try:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _PROBE}],
-            tokenize=False,
-        )
-    except Exception:  # templates that refuse this conversation shape
-        return eos
-    at = text.rfind(_PROBE) if isinstance(text, str) else -1
-    if at < 0:
-        return eos
-    m = re.match(r"\S+", text[at + len(_PROBE) :].lstrip(" "))
-    if m is None:
-        return eos
-    token = m.group(0)
-    return token if token in tokenizer.get_vocab() else eos
 
 
 def history_series(log_history: Sequence[dict[str, Any]], key: str) -> list[float]:

@@ -57,6 +57,7 @@ def test_one_iteration_stops_between_stages_and_resumes(ray_local, tiny_model_di
 
     # hard samples: the top alpha by perplexity under the SFT policy
     sel = json.loads((run_dir / "iter1-select" / "selection.json").read_text())
+    assert json.loads((run_dir / "iter1-select" / "DONE").read_text())["perplexity_on"] == "replicas"
     ppl = sel["perplexities"]
     assert sel["k"] == len(sel["chosen_ids"]) >= 1 and len(ppl) == 9
     assert min(ppl[i] for i in sel["chosen_ids"]) >= max(

@@ -82,6 +82,16 @@ def test_rows_without_adapter_get_nothing(gen):
     torch.testing.assert_close(none, base)
 
 
+def test_per_request_indices_over_per_token_rows(gen):
+    # the LoRA logits processor under prompt log-probs: 2 request indices, 5 token rows
+    x, w, _ = _case(gen, 5, [0], fan_out=False)
+    got = torch.zeros(5, RANK)
+    cpu_lora.bgmv_shrink(x, w, got, torch.tensor([3, 3]), 1.0)
+    torch.testing.assert_close(got, x @ w[3, 0].T)
+    with pytest.raises(ValueError, match=r"2 adapter indices for 5 rows with adapters \[1, 3\]"):
+        cpu_lora.bgmv_shrink(x, w, got, torch.tensor([1, 3]), 1.0)
+
+
 def test_register_patches_only_when_asked(monkeypatch):
     from vllm.lora.punica_wrapper import punica_cpu
 
@@ -100,9 +110,10 @@ def test_register_patches_only_when_asked(monkeypatch):
 
 
 @pytest.mark.vllm
-def test_engine_with_adapter_answers_as_peft(tiny_model_dir, tmp_path, monkeypatch):
-    """Greedy tokens of vLLM-CPU serving a LoRA (through these kernels, checked inside the
-    engine's worker) equal those of the PEFT model, and differ from the base model's."""
+def test_engine_with_adapter_answers_and_scores_as_peft(tiny_model_dir, tmp_path):
+    """vLLM-CPU serving a LoRA through these kernels (the workers report them installed):
+    greedy tokens equal the PEFT model's and differ from the base model's; prompt log-probs,
+    which vLLM's own ops cannot compute with LoRA, equal PEFT's token by token."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -126,15 +137,21 @@ def test_engine_with_adapter_answers_as_peft(tiny_model_dir, tmp_path, monkeypat
         peft_tokens = [greedy(model, p) for p in prompts]
         with model.disable_adapter():
             base_tokens = [greedy(model, p) for p in prompts]
-    assert peft_tokens != base_tokens  # the adapter matters, so the check below can fail
+        peft_scores = []
+        for p in prompts:
+            lp = torch.log_softmax(model(torch.tensor([p])).logits[0], -1)
+            peft_scores.append([lp[i - 1, p[i]].item() for i in range(5, len(p))])
+    assert peft_tokens != base_tokens  # the adapter matters, so the checks below can fail
 
-    monkeypatch.setenv("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # to send the check below
     policy = VLLMPolicy(EngineConfig(model=str(tiny_model_dir), dtype="float32",
                                      max_model_len=512, enable_lora=True))  # fmt: skip
     try:
-        assert all(policy.llm.collective_rpc(cpu_lora.installed))
+        assert policy.lora_kernels and policy.scores_prompts
         policy.load_policy(1, str(tmp_path / "adapter"))
         outs = policy.generate(prompts, max_tokens=steps, temperature=0.0)
+        scores = policy.prompt_logprobs(prompts, [5] * len(prompts))
     finally:
         policy.close()
     assert [list(o[0].token_ids) for o in outs] == peft_tokens
+    for got, want in zip(scores, peft_scores, strict=True):
+        assert got == pytest.approx(want, abs=1e-4)

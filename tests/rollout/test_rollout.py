@@ -100,6 +100,15 @@ def test_new_adapter_version_changes_outputs_and_is_recorded(
     assert res.pairs and all(p.policy_version == 1 for p in res.pairs)
     trees = [json.loads(x) for x in (tmp_path / "v1" / "finished.jsonl").read_text().splitlines()]
     assert len(trees) == 4
+    # perplexity on the replicas, under the served adapter (vLLM prompt log-probs through the
+    # CPU LoRA kernels), agrees with the trainer's transformers computation
+    from itool_ray.rollout.scatter import scatter
+    from itool_ray.train.perplexity import hf_perplexity
+
+    got = scatter(pool, "perplexity", samples[:5])
+    want = hf_perplexity(tiny_model_dir, tmp_path / "adapter", samples[:5])
+    assert got == pytest.approx(want, rel=1e-3)
+    assert all(i["scores_prompts"] for i in infos)
 
 
 def test_manager_checkpoint_resumes(pool, samples, tmp_path):
