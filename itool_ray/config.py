@@ -134,7 +134,10 @@ class EngineSection(Section):
     max_lora_rank: int = Field(16, ge=1)
     max_logprobs: int = Field(20, ge=2)
     block_size: int | None = Field(
-        None, ge=16, multiple_of=16, description="KV block size; None: vLLM's default"
+        None,
+        ge=16,
+        multiple_of=16,
+        description="KV block size; None: 32 on CPU, vLLM's default on GPU",
     )
 
     def build(self, model_dir: str, *, enable_lora: bool = True, seed: int = 0,

@@ -88,7 +88,9 @@ class TrainSection(Section):
         "trainer",
     )
     perplexity_shards: int = Field(
-        1, ge=1, description="trainer perplexity: 1: in the trainer actor; more: that many "
+        1,
+        ge=1,
+        description="trainer perplexity: 1: in the trainer actor; more: that many "
         "parallel Ray tasks",
     )
     export_merged: bool = Field(False, description="save base + final adapter merged at the end")

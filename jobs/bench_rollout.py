@@ -239,7 +239,7 @@ def main(
     threads: int = typer.Option(1, help="OMP threads per replica"),
     kv_gb: float = typer.Option(2.0, help="vLLM CPU KV cache per replica, GB"),
     dtype: str = typer.Option("auto", help="engine dtype"),
-    block_size: int = typer.Option(0, help="KV block size (0: vLLM's default, 128 on CPU)"),
+    block_size: int = typer.Option(0, help="KV block size (0: the engine's default, 32 on CPU)"),
     seed: int = typer.Option(0, help="data and search seed"),
     verbose: bool = typer.Option(False, help="show the replicas' logs"),
     out: Path = typer.Option(Path("runs/bench/rollout.json"), help="JSON figures"),

@@ -31,7 +31,8 @@ class EngineConfig:
             ``enable_lora=False`` (vLLM's LoRA wrappers rename the base weights).
         block_size: KV-cache block size in tokens; the prefix cache reuses whole blocks only,
             so smaller blocks cache more of prompts that differ in their last tokens (MCTS
-            siblings, self-evaluation prompts). None: vLLM's default (128 on CPU, 16 on GPU).
+            siblings, self-evaluation prompts). None: 32 on CPU (vLLM-CPU's own default is 128;
+            32 halved the rollout benchmark's time, BENCHMARKS.md), vLLM's default (16) on GPU.
         max_logprobs: most next-token log-probs one request may ask for; self-evaluation
             reads its verdict tokens from this many (the whole vocabulary makes it exact).
         per_request_seed: pass each request's own sampling seed to vLLM (reproducible

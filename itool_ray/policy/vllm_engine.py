@@ -18,6 +18,11 @@ from itool_ray.policy.config import EngineConfig
 from itool_ray.policy.cpu_lora import ENV as CPU_LORA_ENV
 from itool_ray.policy.cpu_lora import EXTENSION as CPU_LORA_EXTENSION
 
+CPU_BLOCK_SIZE = 32
+"""KV block size of CPU engines unless configured: the prefix cache reuses whole blocks, and
+vLLM-CPU's default of 128 tokens leaves the tail of most shared prompts uncached (the rollout
+benchmark ran 2x faster with 32: 85% -> 91.5% of prompt tokens cached)."""
+
 
 @dataclass
 class EngineStats:
@@ -109,8 +114,9 @@ class VLLMPolicy:
             seed=config.seed,
             max_logprobs=config.max_logprobs,
         )
-        if config.block_size is not None:
-            kwargs["block_size"] = config.block_size
+        block_size = config.block_size or (None if on_gpu else CPU_BLOCK_SIZE)
+        if block_size is not None:
+            kwargs["block_size"] = block_size
         if config.weight_sync:
             from itool_ray.policy.weight_sync import EXTENSION
 
