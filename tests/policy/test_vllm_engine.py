@@ -24,7 +24,10 @@ def _check_engine(policy):
         assert len(c.logprobs) == len(c.token_ids)
         assert all(lp <= 0.0 for lp in c.logprobs)
         assert c.finish_reason in {"stop", "length"}
-        assert tok.decode(list(c.token_ids), skip_special_tokens=True).strip() == c.text.strip()
+        # vLLM's incremental detokenizer holds back a trailing incomplete UTF-8 sequence, which
+        # a one-shot decode renders as U+FFFD
+        decoded = tok.decode(list(c.token_ids), skip_special_tokens=True)
+        assert decoded.rstrip("\ufffd").strip() == c.text.strip()
     # perplexity of a response is exp(-mean logprob), a number >= 1
     resp = tok(" It is sunny.", add_special_tokens=False)["input_ids"]
     (h,) = policy.perplexity([ids], [resp])
