@@ -16,7 +16,7 @@ soon as every slot is in use.
 Registration: ``pyproject.toml`` declares :func:`register` as a ``vllm.general_plugins``
 entry point, which vLLM calls in each of its processes (engine core and workers included).
 It patches only when the variable :data:`ENV` is ``"1"`` and the platform is the CPU.
-:class:`~itool_ray.policy.vllm_engine.VLLMPolicyEngine` sets it for its CPU engines (unless
+:class:`~itool_ray.policy.vllm_engine.VLLMPolicy` sets it for its CPU engines (unless
 the user set it already; ``0`` turns the kernels off), so other vLLM users in the same
 environment are unaffected.
 """
@@ -49,21 +49,20 @@ def gathered_matmul(inputs: Any, weights: Any, indices: Any, dtype: Any) -> Any:
         weights = weights.squeeze(1)
     x = inputs.to(dtype=dtype)
     slots = torch.unique(indices).tolist()
-    if len(slots) == 1 or indices.shape[0] == x.shape[0]:
-        out = torch.zeros((x.shape[0], weights.shape[1]), dtype=dtype, device=x.device)
-    else:
+    if len(slots) == 1:  # the common case: one policy version (or none) for the whole batch
+        if slots[0] < 0:
+            return torch.zeros((x.shape[0], weights.shape[1]), dtype=dtype, device=x.device)
+        return torch.matmul(x, weights[slots[0]].to(dtype=dtype).t())
+    if indices.shape[0] != x.shape[0]:
         raise ValueError(
             f"LoRA kernel: {indices.shape[0]} adapter indices for {x.shape[0]} rows with "
             f"adapters {slots} in one batch; prompt log-probs need a single adapter per batch"
         )
+    out = torch.zeros((x.shape[0], weights.shape[1]), dtype=dtype, device=x.device)
     for slot in slots:
-        if slot < 0:
-            continue
-        w = weights[slot].to(dtype=dtype)
-        if len(slots) == 1:
-            return torch.matmul(x, w.t())
-        rows = indices == slot
-        out[rows] = torch.matmul(x[rows], w.t())
+        if slot >= 0:
+            rows = indices == slot
+            out[rows] = torch.matmul(x[rows], weights[slot].to(dtype=dtype).t())
     return out
 
 
@@ -93,7 +92,7 @@ def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor
         output_tensor[:, slice_offset : slice_offset + slice_size] = outputs
 
 
-def install() -> bool:
+def install() -> None:
     """Swap vLLM's CPU LoRA ops for the grouped ones in this process (idempotent).
 
     The ``sgmv_*`` (prefill) ops call the ``bgmv_*`` ones by module-global name, and the CPU
@@ -101,7 +100,7 @@ def install() -> bool:
     """
     global _installed
     if _installed:
-        return True
+        return
     from vllm.lora.ops.torch_ops import lora_ops
     from vllm.lora.punica_wrapper import punica_cpu
 
@@ -112,12 +111,11 @@ def install() -> bool:
         for module in (lora_ops, punica_cpu):
             setattr(module, name, globals()[name])
     _installed = True
-    return True
 
 
-def installed(_worker: object = None) -> bool:
-    """Whether :func:`install` ran in this process; ``llm.collective_rpc(installed)`` asks
-    the engine's workers (which pass themselves as the argument)."""
+def installed() -> bool:
+    """Whether :func:`install` ran in this process (the workers answer it through
+    :class:`CpuLoraExtension`)."""
     return _installed
 
 
