@@ -26,6 +26,7 @@ class ParseErrorReason(StrEnum):
     EMPTY_NAME = "empty_name"
     BAD_NAME = "bad_name"
     SYNTAX = "syntax"
+    TOO_COMPLEX = "too_complex"
 
 
 class CallParseError(ValueError):

@@ -12,6 +12,11 @@ converted by a literal-only walker, stricter than `ast.literal_eval`:
   `1+2`, f-strings, lambdas, comprehensions, conditional expressions, `bytes`, `complex`,
   `...`, sets, `**` unpacking.
 
+Bounded: a value nested or chained beyond what `ast` can build (`-` x 3000, `1+` x 3000,
+`.y` x 3000: `RecursionError` / `MemoryError` inside the compiler) and an integer literal with
+more than `MAX_INT_DIGITS` decimal digits (`0x` + 4,000 hex digits parses, then `str()` of it
+raises) are `ParseErrorReason.TOO_COMPLEX`: a wrong answer, never an exception of another type.
+
 Keyword names are split off by hand, not by `ast`, so Python keywords are allowed as argument
 names (`convert(from="USD", to="EUR")` is common in tool schemas).
 """
@@ -29,6 +34,9 @@ from itool_ray.calls.call import ParseErrorReason as R
 _KEYWORD = re.compile(r"\s*([^\W\d]\w*)\s*=(?!=)")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _JSON_NAMES = {"true": True, "false": False, "null": None}
+MAX_INT_DIGITS = 1000
+"""Largest integer literal accepted, in decimal digits (Python refuses to print > 4,300)."""
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 _NODE_NAMES = {
     ast.Name: "a name",
@@ -100,7 +108,16 @@ def parse_value(text: str, start: int, end: int, name: str = "") -> Any:
     except ValueError as exc:  # null bytes (older 3.11), lone surrogates (UnicodeEncodeError)
         pos = _first_bad_char(value_text)
         raise CallParseError(R.SYNTAX, start + pos, f"invalid character: {exc}", text) from None
-    return _Walker(text, source, base).value(tree.body)
+    except (RecursionError, MemoryError):  # the compiler's own nesting / stack limits
+        raise CallParseError(
+            R.TOO_COMPLEX, start, f"value of {name!r} is nested too deeply to parse", text
+        ) from None
+    try:
+        return _Walker(text, source, base).value(tree.body)
+    except RecursionError:
+        raise CallParseError(
+            R.TOO_COMPLEX, start, f"value of {name!r} is nested too deeply", text
+        ) from None
 
 
 def _first_bad_char(value_text: str) -> int:
@@ -158,6 +175,10 @@ class _Walker:
     def value(self, node: ast.expr) -> Any:
         if isinstance(node, ast.Constant):
             v = node.value
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= _INT_LIMIT:
+                raise self._error(
+                    node, R.TOO_COMPLEX, f"integer literal longer than {MAX_INT_DIGITS} digits"
+                )
             if v is None or isinstance(v, (bool, int, float, str)):
                 return v
             raise self._error(node, R.NON_LITERAL, f"{type(v).__name__} literals are not allowed")
@@ -168,7 +189,7 @@ class _Walker:
                 and isinstance(operand.value, (int, float))
                 and not isinstance(operand.value, bool)
             ):
-                return -operand.value if isinstance(node.op, ast.USub) else operand.value
+                return self.value(operand) * (-1 if isinstance(node.op, ast.USub) else 1)
             raise self._error(node, R.NON_LITERAL, "unary sign applies only to a number")
         if isinstance(node, ast.List):
             return [self.value(e) for e in node.elts]

@@ -18,6 +18,8 @@ after the closing `]` only whitespace may follow. Inside a call, the scanner tra
 literals (both quote kinds, triple quotes, escapes; a newline ends a one-quote string with an
 error), nested brackets, and the commas at the call's own level; `#` comments are rejected.
 Each argument is then parsed by `itool_ray.calls.literal` (literals only, never evaluated).
+Whatever the text, the only exception `parse_calls` raises is `CallParseError`: values nested
+beyond the compiler's limits and over-long integers are `ParseErrorReason.TOO_COMPLEX`.
 
 `parse_partial` (and `CallScanner` for feeding text piece by piece) judge an unfinished
 response: which calls are already complete, where they end, whether the text ends inside a
@@ -180,12 +182,16 @@ class CallScanner:
             _S.CLOSED: self._closed,
         }
         i = self._pos
-        while i < n and self._state in handlers:
-            state = self._state
-            j = handlers[state](text, i, n)
-            if j == i and self._state == state:
-                break  # waiting for more text to decide
-            i = j
+        try:
+            while i < n and self._state in handlers:
+                state = self._state
+                j = handlers[state](text, i, n)
+                if j == i and self._state == state:
+                    break  # waiting for more text to decide
+                i = j
+        except (RecursionError, MemoryError) as exc:
+            # any shape of model output is a wrong answer, never another exception type
+            i = self._fail(R.TOO_COMPLEX, i, f"text too complex to parse ({type(exc).__name__})")
         self._pos = i
 
     def _start(self, text: str, i: int, n: int) -> int:

@@ -164,7 +164,10 @@ class StepEngine:
                 text = decode(toks)
                 eos = finish == "stop" and stop_reason is None
                 capped = finish == "length" or len(toks) >= max_tokens or round_ == self.max_rounds
-                cut = find_step_end(r.prefix, text, eos)
+                try:
+                    cut = find_step_end(r.prefix, text, eos)
+                except Exception:  # any shape of output is a (wrong) terminal step, not a crash
+                    cut = StepCut(len(text), True)
                 if cut.end is None and not capped:
                     more.append((i, j, toks, lps))
                     continue
