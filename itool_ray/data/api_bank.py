@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from itool_ray.calls import Call, CallParseError, parse_calls, render_calls
-from itool_ray.data._common import require
+from itool_ray.calls import Call, CallParseError, parse_calls
+from itool_ray.data._common import convert_records, render_gold, require
 from itool_ray.data.errors import DataError, LoadReport, LoadResult, OnError, collect
 from itool_ray.data.jsonio import iter_json_records
 from itool_ray.data.paths import shared_data_root
@@ -73,12 +73,24 @@ def api_bank_tool(desc: dict[str, Any]) -> Tool:
     return make_tool(name, str(desc.get("description", "")), params, [])
 
 
-def _lenient_value(raw: str) -> Any:
+# What ast.literal_eval raises besides ValueError / SyntaxError: TypeError for an unhashable
+# key ({[1]: 2}), RecursionError / MemoryError for deep nesting.
+_LITERAL_ERRORS = (ValueError, SyntaxError, TypeError, RecursionError, MemoryError)
+
+
+def _lenient_value(key: str, raw: str) -> Any:
+    """A bare word or a quoted string reads as a string; a literal that Python refuses for
+    another reason than its syntax (``{[1]: 2}``) is an error naming the argument."""
     raw = raw.strip()
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         pass
+    except _LITERAL_ERRORS as e:
+        raise DataError(
+            expected=REQUEST_SYNTAX,
+            detail=f"argument {key!r}: {raw[:80]!r} is not a valid literal ({type(e).__name__})",
+        ) from None
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
         return raw[1:-1]
     return raw
@@ -98,7 +110,7 @@ def _coerce(value: Any, schema: dict[str, Any] | None) -> Any:
     if t == "array":
         try:
             parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except _LITERAL_ERRORS:
             return value
         return list(parsed) if isinstance(parsed, list | tuple) else value
     if t == "integer" and _INT.fullmatch(value.strip()):
@@ -120,7 +132,7 @@ def parse_api_request(text: str, tools: list[Tool] | tuple[Tool, ...] = ()) -> l
     schemas = {t["name"]: tool_properties(t) for t in tools}
     try:
         calls = parse_calls(body)
-    except CallParseError:
+    except (CallParseError, RecursionError, MemoryError):
         calls = None
     if not calls:
         m = _CALL.match(body)
@@ -131,7 +143,15 @@ def parse_api_request(text: str, tools: list[Tool] | tuple[Tool, ...] = ()) -> l
             key, sep, raw = part.partition("=")
             if not sep:
                 raise DataError(expected=REQUEST_SYNTAX, detail=f"argument {part!r} has no '='")
-            args[key.strip()] = _lenient_value(raw)
+            key = key.strip()
+            if not key.isidentifier():
+                raise DataError(
+                    expected=REQUEST_SYNTAX,
+                    detail=f"argument name {key[:80]!r} is not an identifier",
+                )
+            if key in args:
+                raise DataError(expected=REQUEST_SYNTAX, detail=f"argument {key!r} given twice")
+            args[key] = _lenient_value(key, raw)
         calls = [Call(name=m.group(1), arguments=args)]
     return [
         Call(
@@ -149,7 +169,7 @@ def _discovered(result: str) -> list[dict[str, Any]]:
     repr that does not parse because of an apostrophe)."""
     try:
         value = ast.literal_eval(result)
-    except (ValueError, SyntaxError):
+    except _LITERAL_ERRORS:
         out = []
         for name, desc, body in _LOOSE_TOOL.findall(result):
             params = {p: {"type": t, "description": d} for p, t, d in _LOOSE_PARAM.findall(body)}
@@ -169,7 +189,7 @@ def _jsonable(obj: Any) -> Any:
 def _result_value(result: str) -> Any:
     try:
         return ast.literal_eval(result)
-    except (ValueError, SyntaxError):
+    except _LITERAL_ERRORS:
         return result
 
 
@@ -192,8 +212,11 @@ def _dialogue(lines: list[str], tools: list[Tool]) -> tuple[list[Message], list[
                     expected=f"{REQUEST_SYNTAX}->result",
                     detail=f"cannot parse {line[:80]!r}",
                 )
-            calls = parse_api_request(m.group(1), tools)
-            turns.append({"role": "assistant", "content": render_calls(calls)})
+            try:
+                calls = parse_api_request(m.group(1), tools)
+            except DataError as e:
+                raise DataError(field="input", expected=REQUEST_SYNTAX, detail=e.detail) from None
+            turns.append({"role": "assistant", "content": render_gold(calls, field="input")})
             result = m.group(2).strip()
             names = {t["name"] for t in tools}
             for desc in _discovered(result) if calls[0].name == "ToolSearcher" else []:
@@ -269,7 +292,7 @@ def api_bank_record_sample(rec: Any, split: str, index: int) -> Sample:
         id=f"{_ID_PREFIX[split]}-{index}",
         tools=tuple(tools),
         messages=tuple(turns),
-        gold=render_calls(gold_calls),
+        gold=render_gold(gold_calls, field=gold_key),
         source="api-bank",
         meta=meta,
     )
@@ -293,15 +316,10 @@ def load_api_bank(
 
 
 def _iter(file_path: Path, split: str, report: LoadReport) -> Iterator[Sample]:
-    for raw in iter_json_records(file_path):
-        report.records += 1
-        if raw.error is not None:
-            report.fail(raw.error)
-            continue
-        try:
-            sample = api_bank_record_sample(raw.value, split, raw.index)
-        except DataError as e:
-            report.fail(e.located(file=str(file_path), line=raw.line, record_id=str(raw.index)))
-            continue
-        sample.meta["line"] = raw.line
-        yield sample
+    return convert_records(
+        iter_json_records(file_path),
+        report,
+        str(file_path),
+        lambda raw: [api_bank_record_sample(raw.value, split, raw.index)],
+        lambda raw: str(raw.index),
+    )

@@ -21,10 +21,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from itool_ray.calls import Call, render_calls
-from itool_ray.data._common import require
+from itool_ray.calls import Call
+from itool_ray.data._common import convert_records, render_gold, require
 from itool_ray.data.errors import DataError, LoadReport, LoadResult, OnError, collect
-from itool_ray.data.jsonio import iter_json_records
+from itool_ray.data.jsonio import RawRecord, iter_json_records
 from itool_ray.data.paths import bfcl_data_dir
 from itool_ray.data.sample import GroundTruth, Sample, Tool
 from itool_ray.data.schema import tool_properties, tool_required
@@ -99,15 +99,21 @@ def gold_from_ground_truth(gt: Any, tools: Sequence[Tool] = ()) -> tuple[GroundT
 
 def _answers(path: Path) -> dict[str, Any]:
     """possible_answer by id, plus by id stem (``live_multiple_1052``) where the stem is unique:
-    upstream has one id typo (question ``live_multiple_1052-79-0``, answer ``...-279-0``)."""
+    upstream has one id typo (question ``live_multiple_1052-79-0``, answer ``...-279-0``).
+    A reference table: a bad line (no string id, a repeated id) raises ``DataError``."""
     out: dict[str, Any] = {}
     stems: dict[str, list[str]] = {}
     for raw in iter_json_records(path):
         if raw.error is not None:
             raise raw.error
-        if isinstance(raw.value, dict) and isinstance(raw.value.get("id"), str):
-            out[raw.value["id"]] = raw.value.get("ground_truth")
-            stems.setdefault(_stem(raw.value["id"]), []).append(raw.value["id"])
+        try:
+            rid = require(raw.value, "id", str, "a string id")
+            if rid in out:
+                raise DataError(field="id", expected="a unique id", detail="repeated")
+        except DataError as e:
+            raise e.located(file=str(path), line=raw.line) from None
+        out[rid] = raw.value.get("ground_truth")
+        stems.setdefault(_stem(rid), []).append(rid)
     for stem, ids in stems.items():
         if len(ids) == 1 and stem not in out:
             out[stem] = out[ids[0]]
@@ -144,7 +150,7 @@ def bfcl_record_sample(rec: Any, category: str, answers: dict[str, Any] | None) 
         if key not in answers:
             raise DataError(field="id", expected="an entry in possible_answer/")
         gt, calls = gold_from_ground_truth(answers[key], functions)
-        gold = render_calls(calls)
+        gold = render_gold(calls, field="ground_truth[{i}].{name}")
     return Sample(
         id=rid,
         tools=tuple(functions),
@@ -184,20 +190,15 @@ def load_bfcl(
 def _iter(
     path: Path, category: str, answers: dict[str, Any] | None, report: LoadReport
 ) -> Iterator[Sample]:
-    for raw in iter_json_records(path):
-        report.records += 1
-        if raw.error is not None:
-            report.fail(raw.error)
-            continue
-        rid = raw.value.get("id") if isinstance(raw.value, dict) else None
-        try:
-            sample = bfcl_record_sample(raw.value, category, answers)
-        except DataError as e:
-            report.fail(
-                e.located(
-                    file=str(path), line=raw.line, record_id=str(rid) if rid is not None else None
-                )
-            )
-            continue
-        sample.meta["line"] = raw.line
-        yield sample
+    return convert_records(
+        iter_json_records(path),
+        report,
+        str(path),
+        lambda raw: [bfcl_record_sample(raw.value, category, answers)],
+        _record_id,
+    )
+
+
+def _record_id(raw: RawRecord) -> str | None:
+    rid = raw.value.get("id") if isinstance(raw.value, dict) else None
+    return str(rid) if rid is not None else None

@@ -54,16 +54,24 @@ class DataError(ValueError):
         if self.line is not None:
             where += f":{self.line}"
         if self.record_id is not None:
-            where += f" [record {self.record_id}]"
+            where += f" [record {clip(self.record_id, 80)}]"
         what = []
         if self.field is not None:
-            what.append(f"field {self.field!r}")
+            what.append(f"field {clip(self.field, 120)!r}")
         if self.expected is not None:
             what.append(f"expected {self.expected}")
         msg = where + ": " + (": ".join(what) if what else "malformed record")
         if self.detail:
-            msg += f" ({self.detail})"
+            msg += f" ({clip(self.detail, 300)})"
         return msg
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, expected: str) -> DataError:
+        """``exc`` when it is a ``DataError``, else one whose detail is ``exc``'s type and
+        message: any failure while converting a record is that record's error."""
+        if isinstance(exc, DataError):
+            return exc
+        return cls(expected=expected, detail=f"{type(exc).__name__}: {exc}")
 
     def located(
         self, *, file: str | None = None, line: int | None = None, record_id: str | None = None
@@ -77,6 +85,15 @@ class DataError(ValueError):
             expected=self.expected,
             detail=self.detail,
         )
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, saying how much was left out (a record id,
+    field or detail taken from the data can be arbitrarily long)."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
 class SourceUnavailableError(RuntimeError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,9 @@ from itool_ray.data.sample import Sample
 
 _DECODER = json.JSONDecoder()
 _WS = " \t\r\n"
+_BOM = b"\xef\xbb\xbf"
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -43,18 +48,50 @@ class _Lines:
 
 def iter_json_records(path: str | os.PathLike[str]) -> Iterator[RawRecord]:
     """Yield the records of a JSON list file or a JSON-lines file (detected by the first
-    non-blank character). A bad JSON line yields a ``RawRecord`` with ``error`` set (the
-    caller applies its policy); a broken JSON list raises ``DataError`` (it cannot resync)."""
+    non-blank character; a leading UTF-8 byte-order mark is ignored). A bad record (invalid
+    JSON, a byte that is not UTF-8, nesting too deep for the decoder) yields a ``RawRecord``
+    with ``error`` set, and the caller applies its policy; a broken JSON list raises
+    ``DataError`` (it cannot resync). Lines are split on ``"\\n"`` only, so U+2028, U+2029
+    and NEL inside a JSON string stay part of their line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise DataError(file=str(path), expected="a readable file", detail=str(e)) from e
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    # Invalid bytes become lone surrogates U+DC80..U+DCFF (strict UTF-8 never yields them),
+    # so each record can be checked on its own and the rest of the file still loads.
+    text = data.decode("utf-8", errors="surrogateescape")
     start = len(text) - len(text.lstrip(_WS))
     if start < len(text) and text[start] == "[":
         yield from _iter_json_list(text, start, str(path))
     else:
         yield from _iter_json_lines(text, str(path))
+
+
+def _undecodable(text: str, file: str, line: int) -> DataError | None:
+    """A ``DataError`` naming the first byte of ``text`` that was not UTF-8, if any."""
+    m = _BAD_BYTE.search(text)
+    if m is None:
+        return None
+    byte = ord(m.group()) - 0xDC00
+    line += text.count("\n", 0, m.start())
+    col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+    return DataError(
+        file=file, line=line, expected="UTF-8 text", detail=f"byte 0x{byte:02x} at column {col}"
+    )
+
+
+def _decode(text: str, pos: int = 0) -> tuple[Any, int]:
+    """``raw_decode`` with the decoder's other failures as ``ValueError``: nesting deeper
+    than the interpreter's recursion limit, integers over Python's digit limit."""
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except RecursionError:
+        raise ValueError(
+            f"nested deeper than the JSON decoder allows (about {sys.getrecursionlimit()})"
+        ) from None
 
 
 def _iter_json_list(text: str, start: int, file: str) -> Iterator[RawRecord]:
@@ -67,16 +104,20 @@ def _iter_json_list(text: str, start: int, file: str) -> Iterator[RawRecord]:
         if pos < len(text) and text[pos] == "]":
             return
         try:
-            value, end = _DECODER.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            raise DataError(
+            value, end = _decode(text, pos)
+        except ValueError as e:
+            at = e.pos if isinstance(e, json.JSONDecodeError) else pos
+            bad = _undecodable(text[at : at + 1], file, lines.at(at))
+            raise bad or DataError(
                 file=file,
-                line=lines.at(e.pos),
+                line=lines.at(at),
                 record_id=f"#{index}",
                 expected="valid JSON",
-                detail=e.msg,
-            ) from e
-        yield RawRecord(index, lines.at(pos), value)
+                detail=e.msg if isinstance(e, json.JSONDecodeError) else str(e),
+            ) from None
+        line = lines.at(pos)
+        bad = _undecodable(text[pos:end], file, line)
+        yield RawRecord(index, line, error=bad) if bad else RawRecord(index, line, value)
         index += 1
         pos = end
         while pos < len(text) and text[pos] in _WS:
@@ -96,51 +137,83 @@ def _iter_json_list(text: str, start: int, file: str) -> Iterator[RawRecord]:
 
 def _iter_json_lines(text: str, file: str) -> Iterator[RawRecord]:
     index = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip(_WS):
             continue
-        try:
-            yield RawRecord(index, lineno, json.loads(line))
-        except json.JSONDecodeError as e:
-            yield RawRecord(
-                index,
-                lineno,
-                error=DataError(
-                    file=file, line=lineno, expected="one JSON value per line", detail=e.msg
-                ),
-            )
+        error = _undecodable(line, file, lineno)
+        if error is None:
+            try:
+                value, end = _decode(line, len(line) - len(line.lstrip(_WS)))
+                if line[end:].strip(_WS):
+                    raise json.JSONDecodeError("Extra data", line, end)
+            except ValueError as e:
+                detail = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+                error = DataError(
+                    file=file, line=lineno, expected="one JSON value per line", detail=detail
+                )
+        yield RawRecord(index, lineno, error=error) if error else RawRecord(index, lineno, value)
         index += 1
 
 
 def write_samples(path: str | os.PathLike[str], samples: Iterable[Sample]) -> int:
-    """Write samples as JSON lines (``Sample.to_dict``); returns the number written."""
+    """Write samples as JSON lines (``Sample.to_dict``); returns the number written.
+
+    Non-ASCII text is written as it is, except in a sample holding a lone surrogate (a
+    ``"\\ud800"`` escape in its source), which is written with ASCII escapes: UTF-8 cannot
+    encode it, and :func:`read_samples` gives back the same string either way."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with path.open("w", encoding="utf-8") as f:
         for s in samples:
-            f.write(json.dumps(s.to_dict(), ensure_ascii=False))
+            line = json.dumps(s.to_dict(), ensure_ascii=False)
+            if _SURROGATE.search(line):
+                line = json.dumps(s.to_dict())
+            f.write(line)
             f.write("\n")
             n += 1
     return n
 
 
 def read_samples(path: str | os.PathLike[str]) -> list[Sample]:
-    """Read a file written by :func:`write_samples`; a bad line raises ``DataError``."""
+    """Read a file written by :func:`write_samples`; a bad line or a repeated sample id
+    raises ``DataError``."""
     out = []
+    seen: dict[str, int] = {}
     for rec in iter_json_records(path):
         if rec.error is not None:
             raise rec.error
         if not isinstance(rec.value, dict):
             raise DataError(file=str(path), line=rec.line, expected="a JSON object")
+        rid = rec.value.get("id")
         for key in ("id", "tools", "messages", "gold"):
             if key not in rec.value:
                 raise DataError(
                     file=str(path),
                     line=rec.line,
-                    record_id=rec.value.get("id"),
+                    record_id=None if rid is None else str(rid),
                     field=key,
                     expected="a Sample field",
                 )
-        out.append(Sample.from_dict(rec.value))
+        try:
+            sample = Sample.from_dict(rec.value)
+        except Exception as e:  # a field of the wrong kind: any failure is this record's
+            raise DataError(
+                file=str(path),
+                line=rec.line,
+                record_id=str(rid),
+                expected="a Sample record",
+                detail=f"{type(e).__name__}: {e}",
+            ) from e
+        if sample.id in seen:
+            raise DataError(
+                file=str(path),
+                line=rec.line,
+                record_id=sample.id,
+                field="id",
+                expected="a unique sample id",
+                detail=f"already used at line {seen[sample.id]}",
+            )
+        seen[sample.id] = rec.line
+        out.append(sample)
     return out

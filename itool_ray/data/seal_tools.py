@@ -32,10 +32,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from itool_ray.calls import Call, render_calls
-from itool_ray.data._common import require
+from itool_ray.calls import Call
+from itool_ray.data._common import convert_records, render_gold, require
 from itool_ray.data.errors import DataError, LoadReport, LoadResult, OnError, collect
-from itool_ray.data.jsonio import iter_json_records
+from itool_ray.data.jsonio import RawRecord, iter_json_records
 from itool_ray.data.paths import shared_data_root
 from itool_ray.data.sample import Sample, Tool
 from itool_ray.data.schema import make_tool
@@ -76,6 +76,8 @@ def load_seal_tools_pool(path: str | os.PathLike[str] | None = None) -> dict[str
             raise raw.error
         try:
             _check_pool_entry(raw.value)
+            if raw.value["api_name"] in pool:
+                raise DataError(field="api_name", expected="a unique api name", detail="repeated")
         except DataError as e:
             raise e.located(file=str(path), line=raw.line) from None
         pool[raw.value["api_name"]] = raw.value
@@ -119,27 +121,28 @@ def _upstream_candidates(path: Path) -> dict[str, list[dict[str, Any]]]:
     """``finetune/<split>.json``: row id -> the api_list rendered into its prompt."""
     out: dict[str, list[dict[str, Any]]] = {}
     for raw in iter_json_records(path):
+        if raw.error is not None:
+            raise raw.error
         rec = raw.value
         rid = str(rec.get("id")) if isinstance(rec, dict) else f"#{raw.index}"
         try:
             conv = require(rec, "conversations", list, "a [human, gpt] conversation")
-            m = _API_LIST.search(str(conv[0].get("value", ""))) if conv else None
+            first = conv[0] if conv and isinstance(conv[0], dict) else {}
+            m = _API_LIST.search(str(first.get("value", "")))
             if m is None:
                 raise DataError(
                     field="conversations[0].value",
                     expected="'api_list = [...]' followed by 'task_instruction = '",
                 )
             api_list = ast.literal_eval(m.group(1))
-        except (DataError, ValueError, SyntaxError) as e:
-            err = (
-                e
-                if isinstance(e, DataError)
-                else DataError(
-                    field="conversations[0].value",
-                    expected="a Python-literal api_list",
-                    detail=str(e),
+            if not isinstance(api_list, list):
+                raise DataError(field="conversations[0].value", expected="a list api_list")
+        except Exception as e:  # literal_eval raises ValueError, TypeError, RecursionError...
+            err = DataError.from_exception(e, expected="a Python-literal api_list")
+            if not isinstance(e, DataError):
+                err = DataError(
+                    field="conversations[0].value", expected=err.expected, detail=err.detail
                 )
-            )
             raise err.located(file=str(path), line=raw.line, record_id=rid) from None
         out[rid] = api_list
     return out
@@ -230,52 +233,53 @@ def _iter_rows(
     drop_references: bool,
 ) -> Iterator[Sample]:
     distractors = _Distractors(pool)
-    file = str(rows_path)
-    for raw in iter_json_records(rows_path):
-        report.records += 1
-        if raw.error is not None:
-            report.fail(raw.error)
-            continue
-        rid = raw.value.get("id") if isinstance(raw.value, dict) else None
-        try:
-            rid, query, calls = _row_calls(raw.value, pool)
-            called = list(dict.fromkeys(c.name for c in calls))
-            if upstream is None:
-                rng = random.Random(f"seal-tools:{seed}:{rid}")
-                names = called + distractors.pick(rng, called, num_distractors)
-                rng.shuffle(names)
-                raws = [pool[n] for n in names]
-            else:
-                if rid not in upstream:
-                    raise DataError(field="id", expected="a row present in finetune/")
-                raws = upstream[rid]
-                listed = {r.get("api_name") for r in raws if isinstance(r, dict)}
-                missing = [n for n in called if n not in listed]
-                if missing:
-                    raise DataError(
-                        field="calling",
-                        expected="apis present in the upstream candidate api_list",
-                        detail=f"missing {missing}",
-                    )
-        except DataError as e:
-            report.fail(
-                e.located(file=file, line=raw.line, record_id=str(rid) if rid is not None else None)
-            )
-            continue
+
+    def convert(raw: RawRecord) -> list[Sample]:
+        rid, query, calls = _row_calls(raw.value, pool)
+        called = list(dict.fromkeys(c.name for c in calls))
+        if upstream is None:
+            rng = random.Random(f"seal-tools:{seed}:{rid}")
+            names = called + distractors.pick(rng, called, num_distractors)
+            rng.shuffle(names)
+            raws = [pool[n] for n in names]
+        else:
+            if rid not in upstream:
+                raise DataError(field="id", expected="a row present in finetune/")
+            raws = upstream[rid]
+            listed = {r.get("api_name") for r in raws if isinstance(r, dict)}
+            missing = [n for n in called if n not in listed]
+            if missing:
+                raise DataError(
+                    field="calling",
+                    expected="apis present in the upstream candidate api_list",
+                    detail=f"missing {missing}",
+                )
+        gold = render_gold(calls, field="calling[{i}].parameters")
         refs = sorted(
             {v for c in calls for v in c.arguments.values() if isinstance(v, str) and _REF.match(v)}
         )
         if refs and drop_references:
             report.filtered += 1
-            continue
-        meta: dict[str, Any] = {"line": raw.line, "split": rows_path.stem}
+            return []
+        meta: dict[str, Any] = {"split": rows_path.stem}
         if refs:
             meta["references"] = refs
-        yield Sample(
-            id=rid,
-            tools=tuple(seal_tool(r, include_responses=include_responses) for r in raws),
-            messages=({"role": "user", "content": query},),
-            gold=render_calls(calls),
-            source="seal-tools",
-            meta=meta,
-        )
+        return [
+            Sample(
+                id=rid,
+                tools=tuple(seal_tool(r, include_responses=include_responses) for r in raws),
+                messages=({"role": "user", "content": query},),
+                gold=gold,
+                source="seal-tools",
+                meta=meta,
+            )
+        ]
+
+    yield from convert_records(
+        iter_json_records(rows_path), report, str(rows_path), convert, _row_id
+    )
+
+
+def _row_id(raw: RawRecord) -> str | None:
+    rid = raw.value.get("id") if isinstance(raw.value, dict) else None
+    return str(rid) if rid is not None else None

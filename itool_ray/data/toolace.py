@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from itool_ray.data._common import canonical_turn, require
+from itool_ray.data._common import canonical_turn, convert_records, require
 from itool_ray.data.errors import (
     DataError,
     LoadReport,
@@ -116,23 +116,19 @@ def toolace_record_samples(record: Any, record_id: str) -> list[Sample]:
     ]
 
 
+def _record_id(raw: RawRecord) -> str:
+    rid = raw.value.get("id") if isinstance(raw.value, dict) else None
+    return str(rid) if rid is not None else str(raw.index)
+
+
 def _iter_records(raws: Iterable[RawRecord], report: LoadReport, file: str) -> Iterator[Sample]:
-    for raw in raws:
-        report.records += 1
-        if raw.error is not None:
-            report.fail(raw.error)
-            continue
-        rid = raw.value.get("id") if isinstance(raw.value, dict) else None
-        record_id = str(rid) if rid is not None else str(raw.index)
-        try:
-            samples = toolace_record_samples(raw.value, record_id)
-        except DataError as e:
-            report.fail(e.located(file=file, line=raw.line or None, record_id=record_id))
-            continue
-        for s in samples:
-            if raw.line:
-                s.meta["line"] = raw.line
-            yield s
+    return convert_records(
+        raws,
+        report,
+        file,
+        lambda raw: toolace_record_samples(raw.value, _record_id(raw)),
+        _record_id,
+    )
 
 
 def load_toolace(
