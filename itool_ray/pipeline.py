@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from itool_ray.config import (
     DPOSection,
@@ -38,7 +38,7 @@ from itool_ray.data import (
     write_samples,
 )
 from itool_ray.datasets import load_named
-from itool_ray.stages import StageRunner, StopAfter
+from itool_ray.stages import StageError, StageRunner, StageSpec, StopAfter, check_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,11 @@ class ITOolConfig(Section):
     stop_after: str | None = Field(
         None, description="stop after this stage (e.g. sft, iter1-mcts); run again to resume"
     )
+    rerun_changed: bool = Field(
+        False,
+        description="resume: a finished stage made under other settings (stage_plan) is run "
+        "again with every stage after it, instead of refused",
+    )
     data: DataSection = DataSection()
     engine: EngineSection = EngineSection()
     replicas: ReplicaSection = ReplicaSection()
@@ -121,6 +126,15 @@ class ITOolConfig(Section):
     )
     train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
+
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_is_a_folder_of_its_own(cls, value: str) -> str:
+        try:
+            check_run_dir(value)
+        except StageError as e:
+            raise ValueError(str(e)) from None
+        return value
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -346,6 +360,54 @@ def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:
     return ray.get(rt.get_trainer().dpo.remote(policy.adapter, pairs, str(out), settings))
 
 
+# engine settings that place or size an engine without changing what it computes
+_ENGINE_PLACEMENT = {"memory_fraction", "cpu_kvcache_gb"}
+
+
+def _trainer_settings(section: Section) -> dict[str, Any]:
+    """A training section's full settings (defaults included), without its thread count."""
+    settings = section.build().to_dict()
+    settings.pop("cpu_threads", None)
+    return settings
+
+
+def stage_plan(cfg: ITOolConfig) -> dict[str, StageSpec]:
+    """Every stage of the job, in order, with the settings its outputs depend on and the
+    stages it consumes: what ``StageRunner`` fingerprints, so a resume under other settings is
+    refused (or, with ``rerun_changed``, re-run from the first changed stage). Settings not
+    named here (Ray placement, replica count and scheduling, ``iterations``, ``stop_after``)
+    may change between a run and its resume."""
+    model = {"model": cfg.model, "seed": cfg.seed}
+    engine_settings = cfg.engine.model_dump(mode="json", exclude=_ENGINE_PLACEMENT)
+    engine = {**model, "engine": engine_settings, "weight_sync": cfg.train.weight_sync}
+    evaluate = {**engine, "eval": cfg.eval.model_dump(mode="json")}
+    lora = _trainer_settings(cfg.train.lora)
+    plan = {
+        "data": StageSpec({"data": cfg.data.model_dump(mode="json"), "seed": cfg.seed}),
+        "eval-base": StageSpec(evaluate, ("data",)),
+    }
+    policy: tuple[str, ...] = ()  # the stage whose adapter is served (none: the base model)
+    if cfg.train.warmup:
+        sft = {**model, "lora": lora, "sft": _trainer_settings(cfg.train.sft)}
+        plan["sft"] = StageSpec(sft, ("data",))
+        plan["eval-sft"] = StageSpec(evaluate, ("data", "sft"))
+        policy = ("sft",)
+    for it in range(1, cfg.train.iterations + 1):
+        name = f"iter{it}"
+        select = {**engine, "alpha": cfg.train.alpha, "perplexity_on": cfg.train.perplexity_on}
+        sampling = {"mcts": cfg.mcts.build().to_dict(), "temperature": cfg.replicas.temperature}
+        mcts = {**engine, **sampling}
+        dpo = {**model, "lora": lora, "dpo": _trainer_settings(cfg.train.dpo)}
+        plan[f"{name}-select"] = StageSpec(select, ("data", *policy))
+        plan[f"{name}-mcts"] = StageSpec(mcts, (f"{name}-select", *policy))
+        plan[f"{name}-dpo"] = StageSpec(dpo, (f"{name}-mcts", *policy))
+        plan[f"{name}-eval"] = StageSpec(evaluate, ("data", f"{name}-dpo"))
+        policy = (f"{name}-dpo",)
+    if cfg.train.export_merged:
+        plan["export"] = StageSpec(model, policy)
+    return plan
+
+
 def _iteration(
     rt: Runtime, stages: StageRunner, it: int, policy: Policy, log: Callable[[str], None]
 ) -> tuple[Policy, dict]:
@@ -371,7 +433,11 @@ def run_itool(cfg: ITOolConfig, log: Callable[[str], None] = print) -> dict[str,
     """Run (or resume) the job; returns the held-out accuracy table, one row per policy."""
     from itool_ray.models import resolve_model
 
-    stages = StageRunner(cfg.run_dir, log=log, stop_after=cfg.stop_after)
+    plan = stage_plan(cfg)
+    stages = StageRunner(
+        cfg.run_dir, log, cfg.stop_after, plan=plan, rerun_changed=cfg.rerun_changed
+    )
+    stages.check()  # before config.json: it never claims settings a kept stage was not made with
     (Path(cfg.run_dir) / "config.json").write_text(cfg.model_dump_json(indent=1))
     data_dir = stages.path("data")
     rt = Runtime(cfg, str(resolve_model(cfg.model)))
