@@ -22,7 +22,8 @@ class EngineConfig:
         max_lora_rank: largest adapter rank the engine accepts.
         max_loras: adapters resident at once (current + the one being switched in).
         device: ``"auto"`` (CUDA when torch sees a GPU), ``"cpu"`` or ``"cuda"``.
-        cpu_kvcache_gb: KV-cache size on CPU (``VLLM_CPU_KVCACHE_SPACE``).
+        cpu_kvcache_gb: KV-cache size on CPU in GB, exported as ``VLLM_CPU_KVCACHE_SPACE``
+            unless that variable is already set in the engine's environment.
         memory_fraction: vLLM ``gpu_memory_utilization``; on CPU it is the fraction of host
             memory reserved, so keep it low there (several engines share one host).
         enforce_eager: skip graph capture (faster start; CPU default).
@@ -49,7 +50,7 @@ class EngineConfig:
     max_lora_rank: int = 16
     max_loras: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_kvcache_gb: float = 1.0
+    cpu_kvcache_gb: float = 2.0
     memory_fraction: float | None = None
     enforce_eager: bool | None = None
     seed: int = 0
@@ -81,3 +82,12 @@ class EngineConfig:
             raise ValueError("EngineConfig.weight_sync (full weights) needs enable_lora=False")
         if self.max_lora_rank < 1 or self.max_loras < 1:
             raise ValueError("EngineConfig.max_lora_rank and max_loras must be >= 1")
+        if not self.cpu_kvcache_gb > 0:
+            raise ValueError(
+                f"EngineConfig.cpu_kvcache_gb: expected > 0, got {self.cpu_kvcache_gb}"
+            )
+        if self.max_logprobs < 2:
+            raise ValueError(
+                f"EngineConfig.max_logprobs: expected >= 2 (self-evaluation reads two verdict "
+                f"tokens), got {self.max_logprobs}"
+            )
