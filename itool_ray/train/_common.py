@@ -1,16 +1,18 @@
 """Shared plumbing of the trainers: device choice, model / tokenizer loading, tokenisation,
-adapter saving and reading the trainer's log history."""
+adapter saving, reading the trainer's log history and the finite-training guard."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 from itool_ray.data.prompt import end_of_turn  # noqa: F401  (re-exported)
 from itool_ray.train.config import LoraSettings
@@ -18,6 +20,8 @@ from itool_ray.train.config import LoraSettings
 log = logging.getLogger("itool_ray.train")
 
 ADAPTER_SUBDIR = "adapter"
+FINITE_LOG_KEYS: tuple[str, ...] = ("loss", "grad_norm")
+"""Per-step log entries that must stay finite (``check_finite_training``)."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +112,88 @@ def unpatch_forward(model) -> None:
     base.__dict__.pop("forward", None)
 
 
+# ---- the finite-training guard ---------------------------------------------------------
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training produced a non-finite loss, gradient norm or weight; nothing was saved."""
+
+
+def _guarded_params(model) -> list[tuple[str, torch.Tensor]]:
+    """The weights training changes: trainable ones and LoRA ones (all, if there are none)."""
+    named = list(model.named_parameters())
+    return [(n, p) for n, p in named if p.requires_grad or "lora_" in n] or named
+
+
+def non_finite_weights(model) -> list[str]:
+    """Names of the trained (trainable or LoRA) parameters holding a NaN or an infinity."""
+    with torch.no_grad():
+        return [n for n, p in _guarded_params(model) if not bool(torch.isfinite(p).all())]
+
+
+def non_finite_logs(
+    log_history: Sequence[Mapping[str, Any]], keys: Iterable[str] = FINITE_LOG_KEYS
+) -> list[str]:
+    """``"loss=nan at step 2"`` for every logged ``keys`` value that is not a finite number."""
+    keys = tuple(keys)
+    bad = []
+    for row in log_history:
+        for key in keys:
+            if key not in row:
+                continue
+            try:
+                ok = math.isfinite(float(row[key]))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                bad.append(f"{key}={row[key]} at step {row.get('step', '?')}")
+    return bad
+
+
+def check_finite_training(
+    model,
+    log_history: Sequence[Mapping[str, Any]] = (),
+    *,
+    what: str = "training",
+    keys: Iterable[str] = FINITE_LOG_KEYS,
+) -> None:
+    """Raise ``NonFiniteTrainingError`` when a logged loss / gradient norm (``keys`` of the
+    trainer's ``state.log_history``) is not finite or a trained parameter of ``model`` holds
+    NaN/Inf. Call after ``trainer.train()``, before anything is saved or published; ``what``
+    names the run in the message (e.g. ``"warm-up SFT easy (lr=1e-3)"``)."""
+    logs, weights = non_finite_logs(log_history, keys), non_finite_weights(model)
+    if not logs and not weights:
+        return
+    parts = []
+    if logs:
+        parts.append("logged " + ", ".join(logs[:3]) + (", ..." if len(logs) > 3 else ""))
+    if weights:
+        total = len(_guarded_params(model))
+        parts.append(f"{len(weights)} of {total} trained weight tensors hold NaN/Inf")
+        parts.append(f"e.g. {weights[0]}")
+    raise NonFiniteTrainingError(
+        f"{what} diverged: {'; '.join(parts)}; nothing was saved (try a lower learning rate)"
+    )
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stops a transformers/TRL trainer at the first non-finite logged loss or gradient norm,
+    so a diverged run ends at once; ``check_finite_training`` then fails it."""
+
+    def __init__(self, keys: Iterable[str] = FINITE_LOG_KEYS) -> None:
+        self.keys = tuple(keys)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and non_finite_logs([logs], self.keys):
+            control.should_training_stop = True
+        return control
+
+
 def save_adapter(model, tokenizer, out_dir: str | Path) -> Path:
     """Save only the ``"default"`` adapter (PEFT format, relative to the original base model)
-    and the tokenizer into ``out_dir``."""
+    and the tokenizer into ``out_dir``; refuses (``NonFiniteTrainingError``) weights holding
+    NaN/Inf, whatever trainer made them."""
+    check_finite_training(model, what=f"the adapter for {out_dir}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), selected_adapters=["default"])
@@ -165,6 +248,8 @@ def training_kwargs(settings: Any, device: Device, output_dir: str | Path) -> di
         "bf16": device.bf16,
         "fp16": False,
         "logging_steps": 1,
+        # log a NaN/Inf loss as it is (transformers' filter would log 0.0 in its place)
+        "logging_nan_inf_filter": False,
         "save_strategy": "no",
         "report_to": [],
         "dataloader_num_workers": 0,

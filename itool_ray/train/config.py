@@ -80,6 +80,8 @@ class _Settings:
 
 def _common_training_checks(obj: Any) -> None:
     _positive(obj, "lr", "epochs", "batch_size", "grad_accum", "max_length")
+    if obj.lr > 1:  # a LoRA step this large only diverges (lr=1e30 trained to all-NaN weights)
+        _fail(obj, "lr", "must be <= 1", obj.lr)
     _non_negative(obj, "weight_decay", "warmup_ratio")
     if obj.warmup_ratio >= 1:
         _fail(obj, "warmup_ratio", "must be < 1", obj.warmup_ratio)

@@ -41,6 +41,8 @@ from itool_ray.data import DifficultyBuckets, Sample, bucket_by_difficulty, rend
 from itool_ray.train._common import (
     ADAPTER_SUBDIR,
     Device,
+    StopOnNonFinite,
+    check_finite_training,
     cpu_threads,
     encode,
     end_of_turn,
@@ -213,7 +215,8 @@ def make_sft_trainer(
 ) -> _RecordingSFTTrainer:
     """An SFTTrainer on ``model`` (a PeftModel) for a dataset from :func:`build_sft_dataset`.
 
-    ``trainer.recorder.seen`` lists the sample ids trained on, in order.
+    ``trainer.recorder.seen`` lists the sample ids trained on, in order; the trainer stops at
+    the first non-finite loss or gradient norm (``StopOnNonFinite``).
     """
     device = device or pick_device()
     args = SFTConfig(
@@ -228,7 +231,7 @@ def make_sft_trainer(
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), StopOnNonFinite()],
     )
 
 
@@ -287,6 +290,9 @@ def warmup_sft(
             trainer.train()
             seconds = time.perf_counter() - start
             unpatch_forward(model)
+            # a diverged bucket fails the run here: nothing saved, no later bucket trained
+            what = f"warm-up SFT {name} (lr={settings.lr:g})"
+            check_finite_training(model, trainer.state.log_history, what=what)
             dropped = len(dataset) - len(trainer.train_dataset)
             if dropped:
                 log.warning(

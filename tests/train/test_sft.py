@@ -150,3 +150,76 @@ def test_continues_from_an_existing_adapter(sft_run, tiny_model_dir, samples, tm
 def test_empty_input_is_an_error(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="no samples"):
         warmup_sft(tiny_model_dir, [], tmp_path, SFTSettings(**FAST))
+
+
+# ---- non-finite training fails the run before anything is saved -------------------------------
+
+
+def test_learning_rate_is_bounded_in_validation():
+    from itool_ray.config import ConfigError, load_config
+    from itool_ray.pipeline import ITOolConfig
+    from itool_ray.train import DPOSettings
+
+    for bad in (1e30, 1.5, 0.0, float("inf")):
+        with pytest.raises(ValueError, match="lr"):
+            SFTSettings(lr=bad)
+        with pytest.raises(ValueError, match="lr"):
+            DPOSettings(lr=bad)
+    assert SFTSettings(lr=1.0).lr == 1.0
+    for key in ("train.sft.lr=1.0e+30", "train.dpo.lr=2"):
+        with pytest.raises(ConfigError, match="lr must be <= 1"):
+            load_config(ITOolConfig, None, [key])
+
+
+def test_finite_guard_names_the_logged_value_and_the_weight(tiny_model_dir):
+    from itool_ray.train import LoraSettings
+    from itool_ray.train._common import NonFiniteTrainingError, check_finite_training
+
+    model = load_policy(tiny_model_dir, None, LoraSettings(), torch.float32)
+    good = [{"loss": 6.1, "grad_norm": 1.2, "step": 1}, {"train_runtime": 3.0, "step": 1}]
+    check_finite_training(model, good)
+    with pytest.raises(NonFiniteTrainingError, match=r"loss=nan at step 2.*nothing was saved"):
+        check_finite_training(model, [*good, {"loss": float("nan"), "step": 2}], what="SFT")
+    with pytest.raises(NonFiniteTrainingError, match="grad_norm=inf"):
+        check_finite_training(model, [{"grad_norm": float("inf"), "step": 1}])
+    name, param = next((n, p) for n, p in model.named_parameters() if "lora_B" in n)
+    with torch.no_grad():
+        param[0, 0] = float("inf")
+    with pytest.raises(NonFiniteTrainingError, match=rf"1 of \d+ trained weight tensors.*{name}"):
+        check_finite_training(model, good)
+
+
+def _unvalidated(settings: SFTSettings, **fields) -> SFTSettings:
+    """``settings`` with fields set past validation (a config made before the lr bound)."""
+    for key, value in fields.items():
+        object.__setattr__(settings, key, value)
+    return settings
+
+
+def test_diverging_sft_fails_before_the_adapter_is_saved(tiny_model_dir, samples, tmp_path):
+    from itool_ray.train._common import NonFiniteTrainingError
+
+    settings = _unvalidated(SFTSettings(max_steps=3, **FAST), lr=1e30)
+    with pytest.raises(NonFiniteTrainingError, match=r"warm-up SFT easy \(lr=1e\+30\) diverged"):
+        warmup_sft(tiny_model_dir, samples, tmp_path, settings)
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_nan_weights_stop_training_and_fail_it(tiny_model_dir, samples, tmp_path):
+    from transformers import TrainerCallback
+
+    from itool_ray.train._common import NonFiniteTrainingError
+
+    class Poison(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            Poison.steps += 1
+            with torch.no_grad():
+                next(p for n, p in model.named_parameters() if "lora_A" in n).fill_(float("nan"))
+
+    settings = SFTSettings(order="mixed", lr=1e-2, max_steps=6, **FAST)
+    with pytest.raises(NonFiniteTrainingError, match=r"loss=nan at step 2.*NaN/Inf"):
+        warmup_sft(tiny_model_dir, samples, tmp_path, settings, callbacks=[Poison()])
+    assert Poison.steps == 2, "training stops at the first non-finite loss"
+    assert not (tmp_path / "adapter").exists()
