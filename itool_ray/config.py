@@ -180,8 +180,9 @@ def _explain(cls: type[BaseModel], err: ValidationError) -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"  {where}: unknown key; allowed here: {_allowed(cls, e['loc'][:-1])}")
         else:
-            got = clip(repr(e.get("input")))
-            lines.append(f"  {where}: {clip(e['msg'], 400)} (got {got})")
+            msg = clip(e["msg"].removeprefix("Value error, "), 400)
+            got = f" (got {clip(repr(e.get('input')))})" if e["loc"] else ""
+            lines.append(f"  {where}: {msg}{got}")
     if len(errors) > _MAX_ERRORS:
         lines.append(f"  ... and {len(errors) - _MAX_ERRORS} more")
     return "\n".join(lines)

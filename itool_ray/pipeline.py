@@ -11,14 +11,15 @@ and publishes each adapter once to the object store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from itool_ray.config import (
     DPOSection,
@@ -32,6 +33,7 @@ from itool_ray.config import (
 )
 from itool_ray.data import (
     DifficultyBuckets,
+    SynthConfig,
     bucket_by_difficulty,
     read_samples,
     split_warmup_reinforce,
@@ -53,11 +55,37 @@ class DataSection(Section):
         default_factory=lambda: {"max_candidates": 2, "max_calls": 3},
         description="SynthConfig fields for the synthesized sets (train and held-out)",
     )
-    heldout: dict[str, int] = Field(
+    heldout: dict[str, Annotated[int, Field(ge=0)] | None] = Field(
         default_factory=lambda: {"synth": 8, "seal-tools/test_out_domain": 4, "bfcl/simple": 4},
-        description="held-out set name -> number of records evaluated",
+        description="held-out set name -> number of records evaluated (null: all of them; "
+        "1000 for synth)",
     )
     on_error: Literal["raise", "skip"] = "skip"
+
+    @field_validator("synth")
+    @classmethod
+    def _synth_is_a_synth_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Fields of ``SynthConfig``, checked by it; the values it read come back (``"3"``
+        becomes ``3``). ``num_samples`` and ``seed`` come from the job, not from here."""
+        by_job = {"num_samples": "data.num_samples and data.heldout", "seed": "seed"}
+        for key in value:
+            if key in by_job:
+                raise ValueError(f"SynthConfig.{key} is set by {by_job[key]}, not here")
+        allowed = sorted({f.name for f in dataclasses.fields(SynthConfig)} - set(by_job))
+        unknown = sorted(str(k) for k in value if k not in allowed)
+        if unknown:
+            raise ValueError(f"unknown SynthConfig fields {unknown}; allowed: {allowed}")
+        try:
+            config = _SYNTH.validate_python(value)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            msg = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"SynthConfig{'.' + where if where else ''}: {msg}") from None
+        return {k: getattr(config, k) for k in value}
+
+
+_SYNTH = TypeAdapter(SynthConfig)
 
 
 class EvalSection(Section):
@@ -135,6 +163,30 @@ class ITOolConfig(Section):
         except StageError as e:
             raise ValueError(str(e)) from None
         return value
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> ITOolConfig:
+        """Checks across sections: the engine has room for what is asked of it, and
+        ``stop_after`` names a stage this job runs."""
+        if self.eval.max_tokens >= self.engine.max_model_len:
+            raise ValueError(
+                f"eval.max_tokens ({self.eval.max_tokens}) must be < engine.max_model_len "
+                f"({self.engine.max_model_len}): the prompt needs room in the context"
+            )
+        rank = self.train.lora.build().r
+        if self.train.weight_sync == "lora" and rank > self.engine.max_lora_rank:
+            raise ValueError(
+                f"train.lora.r ({rank}) must be <= engine.max_lora_rank "
+                f"({self.engine.max_lora_rank}): the replicas refuse a larger adapter"
+            )
+        if self.stop_after is not None:
+            names = list(stage_plan(self))
+            if self.stop_after not in names:
+                raise ValueError(
+                    f"stop_after: {self.stop_after[:80]!r} is not a stage of this job; "
+                    f"its stages: {', '.join(names)}"
+                )
+        return self
 
 
 # ---- data ------------------------------------------------------------------------------------

@@ -61,3 +61,51 @@ def test_rollout_job_config_validates_before_anything_starts():
     assert cfg.replicas.count == 3
     with pytest.raises(ConfigError, match="output_format"):
         load_config(RolloutJobConfig, None, ["output_format=csv"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["data.synth.bogus=1"], "data.synth: unknown SynthConfig fields ['bogus']; allowed: "),
+        (["data.synth.max_calls=x"], "data.synth: SynthConfig.max_calls: Input should be a valid"),
+        (["data.synth.no_tool_fraction=2"], "SynthConfig: no_tool_fraction must be in [0, 1]"),
+        (["data.synth.mode_weights={nope: 1}"], "unknown modes ['nope']"),
+        (["data.synth.seed=3"], "SynthConfig.seed is set by seed, not here"),
+        (["data.synth.num_samples=3"], "SynthConfig.num_samples is set by data.num_samples"),
+        (["data.heldout={synth: -1}"], "data.heldout.synth: Input should be greater than or equal"),
+        (
+            ["stop_after=iter2-mcts"],
+            "stop_after: 'iter2-mcts' is not a stage of this job; its stages: data, eval-base, "
+            "sft, eval-sft, iter1-select, iter1-mcts, iter1-dpo, iter1-eval",
+        ),
+        (["stop_after=sft", "train.warmup=false"], "stop_after: 'sft' is not a stage"),
+        (
+            ["eval.max_tokens=512", "engine.max_model_len=512"],
+            "eval.max_tokens (512) must be < engine.max_model_len (512)",
+        ),
+        (["train.lora.r=32"], "train.lora.r (32) must be <= engine.max_lora_rank (16)"),
+    ],
+)
+def test_sections_checked_against_each_other_and_synth_against_synth_config(overrides, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(ITOolConfig, None, overrides)
+    assert needle in str(e.value)
+    assert "Value error" not in str(e.value)
+
+
+def test_what_the_cross_checks_still_accept():
+    cfg = load_config(
+        ITOolConfig,
+        None,
+        [
+            "data.synth={max_candidates: '3', max_calls: 3}",
+            "data.heldout={synth: 0, bfcl/simple: null}",
+            "stop_after=iter2-dpo",
+            "train.iterations=2",
+            "train.lora.r=32",
+            "train.weight_sync=full",  # no adapter on the replicas: max_lora_rank does not apply
+        ],
+    )
+    assert cfg.data.synth == {"max_candidates": 3, "max_calls": 3}  # read by SynthConfig
+    assert cfg.data.heldout == {"synth": 0, "bfcl/simple": None}  # null: the whole set
+    assert cfg.stop_after == "iter2-dpo"
