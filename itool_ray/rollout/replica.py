@@ -10,10 +10,14 @@ thread at a time, under ``_engine_lock``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
+import shutil
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +65,81 @@ def materialize_adapter(payload: AdapterPayload | str | None, where: Path) -> st
     return str(where)
 
 
+ADAPTER_ROOT = "itool-ray-adapters"
+"""Folder under the temp dir holding each replica's materialized adapters, one sub-folder per
+replica incarnation (``AdapterFolders``)."""
+_LOCK = ".lock"
+_UNLOCKED_GRACE_S = 600.0  # a folder without a lock file younger than this may be being made
+
+
+class AdapterFolders:
+    """One replica's adapter folders, ``<tmp>/itool-ray-adapters/<incarnation>/v<version>``.
+
+    The replica holds an ``flock`` on ``<incarnation>/.lock`` for its whole life (the kernel
+    drops it when the process dies, even killed), so the folders of dead replicas are found
+    and removed when a replica starts on the same machine (``sweep``); ``prune`` removes this
+    replica's older versions once a new one serves, ``close`` all of them at shutdown.
+    """
+
+    def __init__(self, incarnation: str, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else Path(tempfile.gettempdir()) / ADAPTER_ROOT
+        self.path = self.root / incarnation
+        # made under a hidden name and renamed once locked, so a sweep never sees it unlocked
+        new = self.root / f".new-{incarnation}"
+        new.mkdir(parents=True)
+        self._lock = (new / _LOCK).open("a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        new.rename(self.path)
+        self._finalizer = weakref.finalize(self, _remove_folder, self.path, self._lock)
+
+    def folder(self, version: int) -> Path:
+        return self.path / f"v{int(version)}"
+
+    def prune(self, keep: str | os.PathLike[str] | None) -> list[Path]:
+        """Remove this replica's adapter folders other than ``keep`` (the one served)."""
+        keep_path = Path(keep).resolve() if keep is not None else None
+        removed = []
+        for d in sorted(self.path.glob("v*")):
+            if d.is_dir() and d.resolve() != keep_path:
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+        return removed
+
+    def close(self) -> None:
+        """Remove every folder of this replica (at shutdown)."""
+        self._finalizer()
+
+    @classmethod
+    def sweep(cls, root: str | os.PathLike[str] | None = None) -> list[Path]:
+        """Remove the adapter folders of replicas that are gone (their lock is free)."""
+        root = Path(root) if root is not None else Path(tempfile.gettempdir()) / ADAPTER_ROOT
+        removed = []
+        for d in sorted(root.glob("*")) if root.is_dir() else ():
+            if not d.is_dir() or d.is_symlink():
+                continue
+            lock = d / _LOCK
+            if d.name.startswith(".") or not lock.is_file():  # being made, or an older kind
+                with contextlib.suppress(OSError):
+                    if time.time() - d.stat().st_mtime > _UNLOCKED_GRACE_S:
+                        shutil.rmtree(d, ignore_errors=True)
+                        removed.append(d)
+                continue
+            try:
+                with lock.open("a") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: its owner is gone
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed.append(d)
+            except OSError:  # held by a live replica, or already removed
+                continue
+        return removed
+
+
+def _remove_folder(path: Path, lock) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        lock.close()
+
+
 def _engine_dead(exc: BaseException) -> bool:
     """vLLM's engine process is gone; this replica cannot serve again without a restart."""
     return type(exc).__name__ in {
@@ -89,7 +168,8 @@ class PolicyReplica:
         self._engine_lock = asyncio.Lock()
         self._pending: list[tuple[list[ExpandRequest], asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
-        self._adapter_root = Path(tempfile.gettempdir()) / "itool-ray-adapters" / self.incarnation
+        AdapterFolders.sweep()  # folders left by replicas killed on this machine
+        self._adapters = AdapterFolders(self.incarnation)
 
     # ---- status ----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -138,8 +218,10 @@ class PolicyReplica:
     # ---- policy versions -------------------------------------------------------------
     async def load_policy(self, version: int, adapter: AdapterPayload | str | None) -> int:
         """Switch to policy ``version`` (a LoRA adapter folder or payload; None = base)."""
-        folder = materialize_adapter(adapter, self._adapter_root / f"v{version}")
-        return await self._in_engine(self.policy.load_policy, version, folder)
+        folder = materialize_adapter(adapter, self._adapters.folder(version))
+        loaded = await self._in_engine(self.policy.load_policy, version, folder)
+        self._adapters.prune(keep=folder)  # the engine has dropped the older versions
+        return loaded
 
     async def load_full_weights(self, version: int, buckets: Sequence[Any]) -> int:
         """Full-weight sync: load every bucket (a list of ``(hf_name, tensor)``, or an
@@ -237,4 +319,7 @@ class PolicyReplica:
         return await self._in_engine(run)
 
     def shutdown(self) -> None:
-        self.policy.close()
+        try:
+            self.policy.close()
+        finally:
+            self._adapters.close()
