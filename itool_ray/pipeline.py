@@ -122,6 +122,13 @@ class TrainSection(Section):
         "parallel Ray tasks",
     )
     export_merged: bool = Field(False, description="save base + final adapter merged at the end")
+    heldout_pairs: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="fraction of each iteration's MCTS trees whose pairs DPO does not train on; "
+        "they are scored after it (held-out pair accuracy) beside the trained pairs",
+    )
     lora: LoraSection = LoraSection()
     sft: SFTSection = SFTSection(epochs=1, batch_size=1, grad_accum=4, max_length=1536, lr=1e-3)
     dpo: DPOSection = DPOSection(
@@ -403,13 +410,19 @@ def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dic
 def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:
     import ray
 
+    from itool_ray.mcts import split_by_tree
     from itool_ray.rollout import read_pairs
 
     pairs = read_pairs(mcts_dir / "pairs.jsonl")
-    if not pairs:
+    train, heldout = split_by_tree(pairs, rt.cfg.train.heldout_pairs, rt.cfg.seed)
+    if not train:
         return {"skipped": "no pairs", "adapter_dir": policy.adapter}
     settings = rt.cfg.train.dpo.build()
-    return ray.get(rt.get_trainer().dpo.remote(policy.adapter, pairs, str(out), settings))
+    trainer = rt.get_trainer()
+    result = ray.get(trainer.dpo.remote(policy.adapter, train, str(out), settings, heldout))
+    trees = {"trained_trees": len({p.tree_id for p in train}),
+             "heldout_trees": len({p.tree_id for p in heldout})}  # fmt: skip
+    return {**result, **trees}
 
 
 # engine settings that place or size an engine without changing what it computes
@@ -449,7 +462,8 @@ def stage_plan(cfg: ITOolConfig) -> dict[str, StageSpec]:
         select = {**engine, "alpha": cfg.train.alpha, "perplexity_on": cfg.train.perplexity_on}
         sampling = {"mcts": cfg.mcts.build().to_dict(), "temperature": cfg.replicas.temperature}
         mcts = {**engine, **sampling}
-        dpo = {**model, "lora": lora, "dpo": _trainer_settings(cfg.train.dpo)}
+        dpo = {**model, "lora": lora, "dpo": _trainer_settings(cfg.train.dpo),
+               "heldout_pairs": cfg.train.heldout_pairs}  # fmt: skip
         plan[f"{name}-select"] = StageSpec(select, ("data", *policy))
         plan[f"{name}-mcts"] = StageSpec(mcts, (f"{name}-select", *policy))
         plan[f"{name}-dpo"] = StageSpec(dpo, (f"{name}-mcts", *policy))

@@ -74,11 +74,13 @@ from itool_ray.mcts import (
     CallsOutcome,
     FakeEngine,
     MCTSConfig,
+    Reward,
+    SimulationCore,
     Tree,
     fake_outcome,
     make_fake_samples,
 )
-from itool_ray.mcts.search import EvalRequest, ExpandRequest, request_seed
+from itool_ray.mcts.search import EvalRequest, ExpandRequest
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
 from itool_ray.rollout.replica import Expansion
 
@@ -225,18 +227,20 @@ class RecordingManager(TreeManager):
 
 async def run_manager(samples, cfg: MCTSConfig, fakes: list[FakeReplica],
                       settings: ManagerSettings, reward) -> tuple[dict, Recorder]:  # fmt: skip
-    manager = RecordingManager(samples, cfg, [(f.name, f) for f in fakes], settings=settings)
+    manager = RecordingManager(samples, cfg, [(f.name, f) for f in fakes], settings=settings,
+                               outcome=reward)  # fmt: skip
     manager.recorder = rec = Recorder()
-    manager.reward = reward
     progress = await manager.run()
     return {**progress, "moves": manager.pool.moves}, rec
 
 
 async def run_lockstep(samples, cfg: MCTSConfig, fakes: list[FakeReplica],
                        cost: FakeLatency, reward) -> tuple[dict, Recorder]:  # fmt: skip
-    """Rounds (``Searcher``-style) against the fake replicas; tree i stays on replica i % R."""
+    """Rounds (``Searcher``-style) against the fake replicas; tree i stays on replica i % R.
+    The same simulation core as the manager; a terminal rollout goes on in the next round."""
     rec = Recorder()
     trees = [Tree(str(s.id), cfg) for s in samples]
+    core = SimulationCore(cfg, Reward.from_config(cfg, reward), {str(s.id): s for s in samples})
     prompts = [(tuple(s.messages), tuple(s.tools)) for s in samples]
     nrep, batch = len(fakes), cost.batch
     per_eval_call = max(1, int(batch / cost.eval_cost)) if cost.eval_cost else len(trees)
@@ -249,21 +253,16 @@ async def run_lockstep(samples, cfg: MCTSConfig, fakes: list[FakeReplica],
             calls.append((part, fakes[r].evaluate.remote(reqs)))
     for part, task in calls:
         for i, c in zip(part, await task, strict=True):
-            trees[i].set_root_reward(cfg.w_outcome * reward(samples[i], "", False)
-                                     + cfg.w_confidence * c)  # fmt: skip
+            core.root(trees[i], c)
     expansions = 0
-    while not all(t.done for t in trees):
+    going: list[tuple[int, object]] = []  # terminal rollouts' next leaves
+    while going or not all(t.done for t in trees):
         per_rep: list[list] = [[] for _ in range(nrep)]
+        leaves, going = going, []
         for i, t in enumerate(trees):
-            while (leaf := t.select()) is not None:
-                if leaf.terminal:
-                    t.backup(leaf)
-                    continue
-                prefix = t.prefix(leaf.node)
-                req = ExpandRequest(t.tree_id, leaf.node, *prompts[i], prefix, cfg.k,
-                                    cfg.max_step_tokens, request_seed(cfg.seed, t.tree_id, prefix),
-                                    tuple(t.prefix_token_ids(leaf.node)))  # fmt: skip
-                per_rep[i % nrep].append((i, leaf, req))
+            leaves.extend((i, leaf) for leaf in core.leaves(t))
+        for i, leaf in leaves:
+            per_rep[i % nrep].append((i, leaf, core.request(trees[i], leaf)))
         calls = []
         for r, items in enumerate(per_rep):
             for c in range(0, len(items), batch):
@@ -271,13 +270,12 @@ async def run_lockstep(samples, cfg: MCTSConfig, fakes: list[FakeReplica],
                 calls.append((part, fakes[r].expand.remote([req for _, _, req in part])))
         results = await asyncio.gather(*(task for _, task in calls))
         for (part, _), exps in zip(calls, results, strict=True):
-            for (i, leaf, req), exp in zip(part, exps, strict=True):
+            for (i, leaf, _), exp in zip(part, exps, strict=True):
                 t = trees[i]
-                cands = t.expand(leaf, exp.steps, policy_version=exp.version)
-                t.backup(leaf, [
-                    cfg.w_outcome * reward(samples[i], req.prefix + s.text, s.terminal)
-                    + cfg.w_confidence * exp.confidence.get(s.text, 0.0) for s in cands
-                ])  # fmt: skip
+                cands = core.stage(t, leaf, exp.steps, exp.version)
+                nxt = core.commit(t, leaf, [exp.confidence.get(s.text, 0.0) for s in cands])
+                if nxt is not None:
+                    going.append((i, nxt))
                 expansions += 1
         rec.mark(expansions)
     return {"trees_finished": sum(t.done for t in trees), "expansions": expansions,

@@ -260,7 +260,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", action="store_true", help="print one JSON line only")
     args = ap.parse_args(argv)
 
-    cfg = MCTSConfig(k=args.k, simulations=args.sims, max_inflight=args.inflight)
+    # one-step cycles: the naive reference tree below implements those (the cost of a cycle is
+    # the same in terminal rollouts, which chain several per simulation)
+    cfg = MCTSConfig(k=args.k, simulations=args.sims, max_inflight=args.inflight, rollout="one_step")
     samples = make_fake_samples(args.trees, seed=0)
 
     def run_search(c):

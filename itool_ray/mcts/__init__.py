@@ -2,16 +2,18 @@
 
 No ray, vllm or torch here: the tree (``Tree``), PUCT (``puct_score``), expansion bookkeeping
 (``merge_steps``), backup, in-flight selections, pair extraction (``extract_pairs``),
-checkpoints, and a one-process driver (``search``) over an ``Engine`` protocol. The Ray tree
-manager drives the same ``Tree.select / expand / backup / abandon`` cycle asynchronously.
+checkpoints, the one simulation core (``SimulationCore``: requests, R = w_o O + w_c C through
+``Reward``, commit, terminal rollouts) and a one-process driver (``search``) over an ``Engine``
+protocol. The Ray tree manager drives the same core asynchronously.
 """
 
 from itool_ray.mcts.checkpoint import tree_from_dict, tree_to_dict
 from itool_ray.mcts.config import MCTSConfig
+from itool_ray.mcts.core import Reward, SimulationCore
 from itool_ray.mcts.fake import FakeEngine, fake_outcome, make_fake_samples
-from itool_ray.mcts.pairs import Pair, extract_pairs
+from itool_ray.mcts.pairs import Pair, extract_pairs, split_by_tree
 from itool_ray.mcts.puct import effective_q, puct_score, select_child
-from itool_ray.mcts.rewards import CallsOutcome, combine_reward
+from itool_ray.mcts.rewards import CallsOutcome
 from itool_ray.mcts.search import (
     Engine,
     EvalRequest,
@@ -36,13 +38,14 @@ __all__ = [
     "Leaf",
     "MCTSConfig",
     "Pair",
+    "Reward",
     "RewardFn",
     "SearchResult",
     "SearchStats",
     "Searcher",
+    "SimulationCore",
     "Step",
     "Tree",
-    "combine_reward",
     "effective_q",
     "extract_pairs",
     "fake_outcome",
@@ -53,6 +56,7 @@ __all__ = [
     "request_seed",
     "search",
     "select_child",
+    "split_by_tree",
     "tree_from_dict",
     "tree_to_dict",
 ]

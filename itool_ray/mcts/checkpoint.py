@@ -1,7 +1,7 @@
 """Lossless, compact (arrays, not objects), JSON-safe serialisation of a ``Tree``.
 
-Only what cannot be derived is stored: parent, prior, R, N, W, terminal flag, policy version,
-step text and token ids. Depth, token counts, children ranges, Q (= r + gamma * W / M, the same
+Only what cannot be derived is stored: parent, prior, R (and its terms O and C when known),
+N, W, terminal flag, policy version, step text and token ids. Depth, token counts, children ranges, Q (= r + gamma * W / M, the same
 float expression ``Tree.backup`` uses, so bit-identical) and the selectable-leaf counts are
 rebuilt on load. In-flight state is never stored: a tree loads as if every outstanding
 selection had been abandoned, which is exactly the state ``abandon`` would restore. Floats go
@@ -29,6 +29,7 @@ def tree_to_dict(tree: Tree) -> dict[str, Any]:
         "tree_id": tree.tree_id,
         "policy_version": tree.policy_version,
         "simulations": tree.simulations,
+        "expansions": tree.expansions,
         "gamma": tree.config.gamma,
         "parent": list(tree._parent),
         "prior": list(tree._prior),
@@ -40,6 +41,8 @@ def tree_to_dict(tree: Tree) -> dict[str, Any]:
         "text": list(tree._text),
         "tok_len": tok_len,
         "tokens": tree._tok.tolist(),
+        "outcome": list(tree._O),
+        "confidence": list(tree._C),
     }
 
 
@@ -67,6 +70,14 @@ def tree_from_dict(d: dict[str, Any], config: MCTSConfig) -> Tree:
 
     t = Tree(str(d["tree_id"]), config, policy_version=int(d["policy_version"]))
     t.simulations = int(d["simulations"])
+    t.expansions = int(d.get("expansions", 0))
+    for key, attr in (("outcome", "_O"), ("confidence", "_C")):  # optional: older trees lack it
+        col = d.get(key)
+        if col is None:
+            col = [None] * n
+        elif len(col) != n:
+            raise ValueError(f"tree_from_dict: {key!r} has {len(col)} entries, expected {n}")
+        setattr(t, attr, [None if v is None else float(v) for v in col])
     t._parent = parent
     t._prior = [float(v) for v in d["prior"]]
     t._R = [float(v) for v in d["reward"]]

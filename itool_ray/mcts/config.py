@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+ROLLOUTS = ("terminal", "one_step")
+
 
 @dataclass(frozen=True)
 class MCTSConfig:
@@ -18,8 +20,9 @@ class MCTSConfig:
         max_depth: a node at this depth (number of steps from the root) is terminal.
         max_step_tokens: token limit for one step (passed to the engine with each request).
         max_tokens: a node whose response so far has this many tokens or more is terminal.
-        simulations: budget per tree; one simulation is one select + expand + backup cycle
-            (or one select + backup when a terminal leaf is reached again).
+        simulations: budget per tree; one simulation is one select + expand (+ the rollout's
+            further expansions, see ``rollout``) + backup, or one select + backup when a
+            terminal leaf is reached again.
         max_inflight: selections of one tree allowed in flight (selected, not yet backed up
             or abandoned) at the same time.
         virtual_loss: extra pessimism for in-flight children: a child with N completed and O
@@ -37,6 +40,12 @@ class MCTSConfig:
             is finished. True: classic MCTS, a terminal leaf stays selectable and each
             revisit is backed up with its stored value, costing no engine call but a
             simulation of the budget (visits then concentrate on the best terminals).
+        rollout: ``"terminal"`` (default, the paper's eq. 5-9): a simulation selects a leaf
+            by PUCT, expands it, then keeps choosing (PUCT) and expanding among the new
+            children until it reaches a terminal state (complete response, ``max_depth``,
+            ``max_tokens``), so every simulation ends in an outcome-scored terminal.
+            ``"one_step"``: a simulation ends after one expansion (each child's Q is then
+            mostly its one-step reward); kept to compare the two.
     """
 
     c_puct: float = 1.0
@@ -54,14 +63,17 @@ class MCTSConfig:
     pair_min_visits: int = 1
     seed: int = 0
     revisit_terminals: bool = False
+    rollout: str = "terminal"
 
     def __post_init__(self) -> None:
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"MCTSConfig.rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
         if not isinstance(self.revisit_terminals, bool):
             raise TypeError(
                 f"MCTSConfig.revisit_terminals must be a bool, got {self.revisit_terminals!r}"
             )
         for f in fields(self):
-            if f.name == "revisit_terminals":
+            if f.name in ("revisit_terminals", "rollout"):
                 continue
             value = getattr(self, f.name)
             want = int if f.type in ("int", int) else float

@@ -36,6 +36,11 @@ class Pair:
         depth: the depth of that state (0 = the root: empty prefix).
         policy_version: the policy version that produced both steps (siblings are produced by
             one expansion, hence one version).
+        prefix_token_ids: the token ids of ``prefix`` as the replicas sampled them (the path's
+            steps' ids joined), so training sees the context the policy produced, not a
+            re-encoding of its text (which may split differently); None for pairs saved
+            before ids were kept.
+        chosen_o, rejected_o: the outcome term O of each step's state (None when unknown).
     """
 
     prompt_messages: tuple[dict[str, str], ...]
@@ -53,6 +58,9 @@ class Pair:
     node_id: int
     depth: int
     policy_version: int
+    prefix_token_ids: tuple[int, ...] | None = None
+    chosen_o: float | None = None
+    rejected_o: float | None = None
 
     @property
     def margin(self) -> float:
@@ -75,6 +83,11 @@ class Pair:
             "node_id": self.node_id,
             "depth": self.depth,
             "policy_version": self.policy_version,
+            "prefix_token_ids": (
+                None if self.prefix_token_ids is None else list(self.prefix_token_ids)
+            ),
+            "chosen_o": self.chosen_o,
+            "rejected_o": self.rejected_o,
         }
 
     @classmethod
@@ -95,6 +108,11 @@ class Pair:
             node_id=int(d["node_id"]),
             depth=int(d["depth"]),
             policy_version=int(d["policy_version"]),
+            prefix_token_ids=(
+                None if d.get("prefix_token_ids") is None else tuple(d["prefix_token_ids"])
+            ),
+            chosen_o=d.get("chosen_o"),
+            rejected_o=d.get("rejected_o"),
         )
 
 
@@ -157,6 +175,37 @@ def extract_pairs(
                 node_id=x,
                 depth=tree.depth(x),
                 policy_version=tree.version(hi),
+                prefix_token_ids=tree.prefix_token_ids(x),
+                chosen_o=tree.outcome(hi),
+                rejected_o=tree.outcome(lo),
             )
         )
     return out
+
+
+def split_by_tree(
+    pairs: Sequence[Pair], heldout_fraction: float, seed: int = 0
+) -> tuple[list[Pair], list[Pair]]:
+    """(train, held-out): whole trees held out, so held-out pairs come from samples the
+    training never saw. A tree is held out when a hash of (seed, tree id) falls below
+    ``heldout_fraction``; with pairs from at least two trees and a fraction in (0, 1), at
+    least one tree lands on each side (the tree with the lowest / highest hash moves)."""
+    import hashlib
+
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
+    trees = sorted({p.tree_id for p in pairs})
+    if heldout_fraction == 0.0 or len(trees) < 2:
+        return list(pairs), []
+
+    def u(tid: str) -> float:
+        h = hashlib.blake2b(f"{seed}\x1f{tid}".encode(), digest_size=8).digest()
+        return int.from_bytes(h, "little") / 2**64
+
+    ranked = sorted(trees, key=u)
+    held = {t for t in ranked if u(t) < heldout_fraction}
+    if not held:
+        held = {ranked[0]}
+    if len(held) == len(ranked):
+        held.discard(ranked[-1])
+    return [p for p in pairs if p.tree_id not in held], [p for p in pairs if p.tree_id in held]

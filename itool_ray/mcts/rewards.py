@@ -1,20 +1,11 @@
-"""Reward glue (eq. 6): R(s) = w_outcome * O(s) + w_confidence * C(s).
-
-C comes from the engine's self-evaluation; O from a reward function
-``(sample, partial_response_text, terminal) -> float``. ``CallsOutcome`` is the production O,
-built on ``itool_ray.calls`` (imported lazily so the tree core never depends on it).
+"""The production outcome term O(s) of R(s) (eq. 6; R itself is composed by
+``itool_ray.mcts.core.Reward``). ``CallsOutcome`` is built on ``itool_ray.calls`` (imported
+lazily so the tree core never depends on it).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from itool_ray.mcts.config import MCTSConfig
-
-
-def combine_reward(outcome: float, confidence: float, config: MCTSConfig) -> float:
-    """R(s) = w_outcome * O(s) + w_confidence * C(s)."""
-    return config.w_outcome * outcome + config.w_confidence * confidence
 
 
 class CallsOutcome:

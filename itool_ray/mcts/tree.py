@@ -69,9 +69,12 @@ class Leaf:
         steps: after ``expand``: the merged candidate steps, in commit order.
         priors: after ``expand``: their priors.
         version: after ``expand``: the policy version that produced the steps.
+        next: after ``backup`` in ``rollout="terminal"`` mode: the same simulation's next
+            leaf (a new child chosen by PUCT, already marked in flight), or None when the
+            simulation ended (a terminal child was chosen, a dead end, or one-step mode).
     """
 
-    __slots__ = ("tree_id", "node", "terminal", "state", "steps", "priors", "version")
+    __slots__ = ("tree_id", "node", "terminal", "state", "steps", "priors", "version", "next")
 
     def __init__(self, tree_id: str, node: int, terminal: bool) -> None:
         self.tree_id = tree_id
@@ -81,6 +84,7 @@ class Leaf:
         self.steps: list[Step] = []
         self.priors: list[float] = []
         self.version = 0
+        self.next: Leaf | None = None
 
     def __repr__(self) -> str:
         return f"Leaf(tree_id={self.tree_id!r}, node={self.node}, terminal={self.terminal}, state={self.state})"
@@ -93,8 +97,8 @@ class Tree:
     """A step-level search tree; see the module docstring for the model and the cycle."""
 
     __slots__ = (
-        "tree_id", "config", "policy_version", "simulations", "outstanding",
-        "_parent", "_depth", "_ntok", "_prior", "_R", "_r", "_N", "_Q", "_W", "_infl",
+        "tree_id", "config", "policy_version", "simulations", "outstanding", "expansions",
+        "_O", "_C", "_parent", "_depth", "_ntok", "_prior", "_R", "_r", "_N", "_Q", "_W", "_infl",
         "_open", "_kids", "_term", "_ver", "_text", "_tok", "_tok_off",
     )  # fmt: skip
 
@@ -110,8 +114,11 @@ class Tree:
         self.tree_id = tree_id
         self.config = config
         self.policy_version = policy_version
-        self.simulations = 0  # completed backups
-        self.outstanding = 0  # selections in flight
+        self.simulations = 0  # completed simulations
+        self.outstanding = 0  # simulations in flight
+        self.expansions = 0  # committed expansions (one per backup of a non-terminal leaf)
+        self._O: list[float | None] = [None]  # outcome term O(s) of R(s), when known
+        self._C: list[float | None] = [None]  # confidence term C(s) of R(s), when known
         self._parent = [-1]
         self._depth = [0]
         self._ntok = [0]  # tokens in the response so far
@@ -138,12 +145,16 @@ class Tree:
     def root_reward(self) -> float:
         return self._R[0]
 
-    def set_root_reward(self, value: float) -> None:
-        """Set R(s_0); allowed only before the root is expanded (children's r depend on it)."""
+    def set_root_reward(
+        self, value: float, outcome: float | None = None, confidence: float | None = None
+    ) -> None:
+        """Set R(s_0) (and its terms); allowed only before the root is expanded (children's
+        r depend on it)."""
         _check_finite(value, "root_reward")
         if self._kids[0] or self.outstanding:
             raise ValueError("set_root_reward: the root is already expanded or in flight")
         self._R[0] = float(value)
+        self._O[0], self._C[0] = outcome, confidence
 
     @property
     def exhausted(self) -> bool:
@@ -175,6 +186,14 @@ class Tree:
     def reward(self, x: int) -> float:
         """R(s) of the state."""
         return self._R[x]
+
+    def outcome(self, x: int) -> float | None:
+        """The outcome term O(s) of R(s), None when the tree was built without terms."""
+        return self._O[x]
+
+    def confidence(self, x: int) -> float | None:
+        """The self-evaluation term C(s) of R(s), None when unknown."""
+        return self._C[x]
 
     def step_reward(self, x: int) -> float:
         """r(s, a) = R(s') - R(s) of the incoming edge (0 for the root)."""
@@ -341,12 +360,20 @@ class Tree:
         leaf.state = EXPANDED
         return merged
 
-    def backup(self, leaf: Leaf, rewards: Sequence[float] | None = None) -> range:
+    def backup(
+        self,
+        leaf: Leaf,
+        rewards: Sequence[float] | None = None,
+        terms: Sequence[tuple[float, float]] | None = None,
+    ) -> range:
         """Commit an expansion (``rewards[i]`` = R of candidate i) or a terminal revisit.
 
         Updates N, W, Q from the leaf to the root (eq. 8-9), undoes the in-flight marks, and
         returns the new children's node ids as a range (empty for a terminal leaf or a
-        dead end).
+        dead end). ``terms[i]`` = (O, C) of candidate i, stored beside R for reports.
+
+        With ``config.rollout == "terminal"`` the simulation goes on below the new children
+        (see ``_continue``): ``leaf.next`` is its next leaf, or None when it ended.
         """
         N, Q, W, r = self._N, self._Q, self._W, self._r
         infl, opn, parent = self._infl, self._open, self._parent
@@ -378,7 +405,9 @@ class Tree:
                 if not math.isfinite(sum(rewards)):
                     for v in rewards:
                         _check_finite(v, "reward")
-                new, w, d_open = self._append_children(x, leaf, rewards)
+                if terms is not None and len(terms) != m:
+                    raise ValueError(f"backup: expected {m} reward terms, got {len(terms)}")
+                new, w, d_open = self._append_children(x, leaf, rewards, terms)
                 W[x] = w
                 N[x] = n = nold + m
                 if x:
@@ -398,10 +427,58 @@ class Tree:
             opn[y] += d_open
             c = y
             y = parent[y]
-        self.simulations += 1
-        self.outstanding -= 1
         leaf.state = DONE
+        if not leaf.terminal:
+            self.expansions += 1
+        leaf.next = self._continue(x) if new and self.config.rollout == "terminal" else None
+        if leaf.next is None:  # the simulation ended here
+            self.simulations += 1
+            self.outstanding -= 1
         return new
+
+    def _continue(self, x: int) -> Leaf | None:
+        """The rollout step of a terminal simulation (paper section 4.3: "following the
+        selection and expansion process until reaching a terminal state").
+
+        Among the children x just received, the one PUCT prefers (the ``select`` score, ties
+        to the larger prior); if it is a non-terminal leaf, its path is marked in flight and
+        it is the simulation's next leaf. If PUCT prefers a terminal child, the simulation
+        has reached a terminal state and ends (its value is already backed up: the terminal
+        entered with its own reward). Every expansion along the way is backed up when it is
+        committed; the values after the last one equal a single bottom-up backup of the whole
+        path (eq. 8-9 depend on the final tree alone), and the tree stays consistent at every
+        moment, so checkpoints and concurrent selections never see half-applied statistics.
+        """
+        N, Q, P, infl = self._N, self._Q, self._prior, self._infl
+        csq = self.config.c_puct * math.sqrt(N[x] + infl[x])
+        best, at = -math.inf, -1
+        for ch in self._kids[x]:
+            u = Q[ch] + csq * P[ch] / (1.0 + N[ch] + infl[ch])
+            if u > best:
+                best, at = u, ch
+        if at < 0 or self._term[at] or not self._open[at]:
+            return None
+        y = at
+        opn, parent = self._open, self._parent
+        while y >= 0:
+            infl[y] += 1
+            opn[y] -= 1
+            y = parent[y]
+        return Leaf(self.tree_id, at, False)
+
+    def claim(self, x: int) -> Leaf:
+        """Mark the open, non-terminal leaf x in flight as a simulation's next leaf, as
+        ``_continue`` does (a searcher restored from a checkpoint resumes its rollouts)."""
+        if self._kids[x] or self._term[x] or not self._open[x] or self._infl[x]:
+            raise ValueError(f"claim: node {x} is not an open leaf")
+        infl, opn, parent = self._infl, self._open, self._parent
+        y = x
+        while y >= 0:
+            infl[y] += 1
+            opn[y] -= 1
+            y = parent[y]
+        self.outstanding += 1
+        return Leaf(self.tree_id, x, False)
 
     def abandon(self, leaf: Leaf) -> None:
         """Drop an in-flight selection (e.g. its replica died): undo its marks exactly."""
@@ -430,7 +507,11 @@ class Tree:
             )
 
     def _append_children(
-        self, x: int, leaf: Leaf, rewards: Sequence[float]
+        self,
+        x: int,
+        leaf: Leaf,
+        rewards: Sequence[float],
+        terms: Sequence[tuple[float, float]] | None = None,
     ) -> tuple[range, float, int]:
         """Append the staged candidates as children of x; returns (ids, sum of Q, open)."""
         steps = leaf.steps
@@ -448,6 +529,12 @@ class Tree:
         text, term, tok, tok_off = self._text, self._term, self._tok, self._tok_off
         open_terminal = 1 if self.config.revisit_terminals else 0
         self._prior.extend(leaf.priors)
+        if terms is None:
+            self._O.extend([None] * len(steps))
+            self._C.extend([None] * len(steps))
+        else:
+            self._O.extend(float(o) for o, _ in terms)
+            self._C.extend(float(c) for _, c in terms)
         w = 0.0
         d_open = 0
         for s, rv in zip(steps, rewards, strict=True):  # appends beat extend([v] * m) here

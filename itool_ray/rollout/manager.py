@@ -8,10 +8,13 @@ One loop turn: (1) revive replicas that came back; (2) fill: select leaves from 
 trees (in-flight visit counts keep concurrent selections apart) until every healthy replica
 has ``max_batch`` requests queued, routing each by tree (prefix-cache affinity);
 (3) dispatch: one ``expand`` call per replica with room (``calls_per_replica``; a call beyond
-the first only with a full batch); (4) wait for the first call to finish, expand + back up
-its leaves with R = w_o * O + w_c * C (O: the call checker, C: the replica's
-self-evaluation); a failed call marks its replica down and abandons
-its leaves, which are selected again and go elsewhere: nothing is lost; (5) autoscale: with
+the first only with a full batch); (4) wait for the first call to finish and commit its
+leaves through the simulation core (``itool_ray.mcts.core``, the same code the one-process
+``Searcher`` runs: R composed by ``Reward`` from O, the call checker, and C, the replica's
+self-evaluation); a terminal rollout's next leaf is queued first at the next fill, so a
+simulation that goes deeper is more requests in the same batches, not a lockstep; a failed
+call marks its replica down and abandons its leaves, which are selected again and go
+elsewhere: nothing is lost; (5) autoscale: with
 ``autoscale`` settings and a ``ReplicaSpec``, start replicas while trees wait for a free one
 and stop the ones it started once idle (``itool_ray.rollout.autoscale``). Finished trees emit
 their step-level pairs to ``out_dir/pairs.jsonl``; unfinished trees are checkpointed to
@@ -32,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from itool_ray import metrics
-from itool_ray.mcts import MCTSConfig, Tree, extract_pairs
+from itool_ray.mcts import MCTSConfig, Reward, SimulationCore, Tree, extract_pairs
+from itool_ray.mcts.core import EvalRequest, OutcomeFn
 from itool_ray.mcts.rewards import CallsOutcome
-from itool_ray.mcts.search import ExpandRequest, request_seed
 from itool_ray.rollout.autoscale import AutoscaleSettings, ScalePolicy
 from itool_ray.rollout.pool import ReplicaPool, ReplicaSpec
 
@@ -83,13 +86,15 @@ class ManagerSettings:
 
 
 class TreeManager:
-    """Owns the trees of one rollout (module docstring)."""
+    """Owns the trees of one rollout (module docstring). ``outcome`` is the O term of the
+    reward (default: the call checker, ``CallsOutcome``)."""
 
     def __init__(self, samples: Sequence[Any], config: MCTSConfig, replicas: Sequence[Any], *,
                  version: int = 0, adapter: Any = None, weights: list | None = None,
                  out_dir: str | None = None,
                  settings: ManagerSettings | None = None, spec: ReplicaSpec | None = None,
-                 autoscale: AutoscaleSettings | None = None) -> None:  # fmt: skip
+                 autoscale: AutoscaleSettings | None = None,
+                 outcome: OutcomeFn | None = None) -> None:  # fmt: skip
         self.samples = {str(s.id): s for s in samples}
         if len(self.samples) != len(samples):
             raise ValueError("TreeManager: sample ids must be unique")
@@ -111,7 +116,9 @@ class TreeManager:
         self.scale_events: list[dict[str, Any]] = []
         self.version = version
         self.out_dir = Path(out_dir) if out_dir else None
-        self.reward = CallsOutcome()
+        reward = Reward.from_config(config, outcome or CallsOutcome())
+        self.core = SimulationCore(config, reward, self.samples)
+        self._rollouts: list[tuple[Tree, Any]] = []  # simulations going down: their next leaves
         self.trees: dict[str, Tree] = {}
         self.finished: dict[str, int] = {}  # tree id -> pairs emitted
         self.pairs_emitted = 0
@@ -183,6 +190,7 @@ class TreeManager:
         self.finished[tid] = len(pairs)
         self.pairs_emitted += len(pairs)
         self.pool.forget(tid)
+        self.core.forget(tid)
         metrics.inc("trees_finished_total")
         metrics.inc("pairs_emitted_total", len(pairs))
 
@@ -253,14 +261,11 @@ class TreeManager:
         return self.progress()
 
     async def _root_rewards(self, tids: list[str]) -> None:
-        """R(s0) = w_o * O(empty response) + w_c * C(empty response) for new trees."""
-        from itool_ray.mcts.search import EvalRequest
-
+        """R(s0) of new trees: the reward of the empty response (``SimulationCore.root``)."""
         if not tids:
             return
-        wo, wc = self.config.w_outcome, self.config.w_confidence
         conf = [0.0] * len(tids)
-        if wc:
+        if self.config.w_confidence:
             by_replica: dict[int, list[int]] = {}
             for j, tid in enumerate(tids):
                 by_replica.setdefault(self.pool.route(tid) or 0, []).append(j)
@@ -275,19 +280,22 @@ class TreeManager:
                 for j, c in zip(js, out, strict=True):
                     conf[j] = c
         for j, tid in enumerate(tids):
-            self.trees[tid].set_root_reward(
-                wo * self.reward(self.samples[tid], "", False) + wc * conf[j]
-            )
+            self.core.root(self.trees[tid], conf[j])
 
-    def _request(self, tree: Tree, leaf) -> ExpandRequest:
-        s = self.samples[tree.tree_id]
-        prefix_ids = tuple(tree.prefix_token_ids(leaf.node))
-        prefix = tree.prefix(leaf.node)
-        cfg = self.config
-        return ExpandRequest(
-            tree.tree_id, leaf.node, tuple(s.messages), tuple(s.tools), prefix, cfg.k,
-            cfg.max_step_tokens, request_seed(cfg.seed, tree.tree_id, prefix), prefix_ids,
-        )  # fmt: skip
+    def _place(self, tree: Tree, leaf, queue: dict[int, list], cap: int) -> int | None:
+        """Queue a leaf on its tree's replica (moving the tree off a backed-up one); returns
+        the replica, or None when every replica it could go to has a full queue."""
+        i = self.pool.route(tree.tree_id)
+        if i is not None and len(queue[i]) >= cap:
+            # its replica is backed up: move if another has a batch less to do
+            i = self.pool.move(tree.tree_id, cap, lambda j: len(queue[j]) < cap)
+        if i is None or len(queue[i]) >= cap:
+            return None
+        queue[i].append((tree, leaf, self.core.request(tree, leaf)))
+        st = self.pool.replicas[i]
+        st.load += 1
+        st.idle_since = None
+        return i
 
     def _fill(self) -> None:
         live = self.pool.healthy()
@@ -298,28 +306,24 @@ class TreeManager:
         queue = self._queue
         for i in live:
             queue.setdefault(i, [])
-        full = sum(len(queue[i]) >= cap for i in live)
         waiting = 0
+        # simulations going down first: they hold their tree's in-flight slots
+        rollouts, self._rollouts = self._rollouts, []
+        for tree, leaf in rollouts:
+            if self._place(tree, leaf, queue, cap) is None:
+                self._rollouts.append((tree, leaf))  # still in flight; placed next time
+                waiting += 1
+        full = sum(len(queue[i]) >= cap for i in live)
         trees = list(self.trees.values())
         for n, tree in enumerate(trees):
             # select first, route second: a tree with nothing to select (its in-flight limit
             # or budget reached) costs one cheap select(), not a route() over all replicas
-            while (leaf := tree.select()) is not None:
-                if leaf.terminal:
-                    tree.backup(leaf)
-                    continue
-                i = self.pool.route(tree.tree_id)
-                if i is not None and len(queue[i]) >= cap:
-                    # its replica is backed up: move if another has a batch less to do
-                    i = self.pool.move(tree.tree_id, cap, lambda j: len(queue[j]) < cap)
-                if i is None or len(queue[i]) >= cap:
-                    tree.abandon(leaf)  # exact undo; the tree waits for its replica
+            while leaves := self.core.leaves(tree, limit=1):
+                i = self._place(tree, leaves[0], queue, cap)
+                if i is None:
+                    tree.abandon(leaves[0])  # exact undo; the tree waits for its replica
                     waiting += 1
                     break
-                queue[i].append((tree, leaf, self._request(tree, leaf)))
-                st = self.pool.replicas[i]
-                st.load += 1
-                st.idle_since = None
                 if len(queue[i]) == cap:
                     full += 1
             if full >= len(live):
@@ -371,19 +375,15 @@ class TreeManager:
             for tree, leaf, _ in batch:
                 tree.abandon(leaf)
             return
-        wo, wc = self.config.w_outcome, self.config.w_confidence
-        for (tree, leaf, req), exp in zip(batch, task.result(), strict=True):
+        core = self.core
+        for (tree, leaf, _), exp in zip(batch, task.result(), strict=True):
             if exp.steps is None:
                 tree.abandon(leaf)
                 continue
-            cands = tree.expand(leaf, exp.steps, policy_version=exp.version)
-            sample = self.samples[tree.tree_id]
-            rewards = [
-                wo * self.reward(sample, req.prefix + s.text, s.terminal)
-                + wc * exp.confidence.get(s.text, 0.0)
-                for s in cands
-            ]
-            tree.backup(leaf, rewards)
+            cands = core.stage(tree, leaf, exp.steps, exp.version)
+            nxt = core.commit(tree, leaf, [exp.confidence.get(s.text, 0.0) for s in cands])
+            if nxt is not None:  # a terminal rollout goes on: first in line at the next fill
+                self._rollouts.append((tree, nxt))
             self.expansions += 1
             self.tokens += sum(len(st.token_ids) for st in exp.steps)
         metrics.inc("expansions_total", len(batch))

@@ -96,8 +96,11 @@ def pairs_to_dataset(pairs: Sequence[Pair], tokenizer, *, use_token_ids: bool = 
     Columns: ``prompt`` (chat prompt + prefix, text), ``chosen`` / ``rejected`` (step texts),
     ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` (what is trained on), and for
     bookkeeping ``tree_id``, ``node_id``, ``depth``, ``policy_version``, ``chosen_q``,
-    ``rejected_q``. ``use_token_ids=False`` re-encodes the step texts instead of using the
-    sampled token ids.
+    ``rejected_q``. The prompt is ``ids(chat prompt) + Pair.prefix_token_ids`` and the steps
+    are ``Pair.chosen_token_ids`` / ``rejected_token_ids``: the ids the replicas sampled, never
+    a re-encoding of the text (the chat prompt is rendered and encoded exactly as the replicas
+    build it). ``use_token_ids=False`` re-encodes prefix and steps instead (an ablation; also
+    the only way to train pairs saved before prefix ids were kept, which otherwise raise).
     """
     from datasets import Dataset
 
@@ -122,7 +125,7 @@ def pairs_to_dataset(pairs: Sequence[Pair], tokenizer, *, use_token_ids: bool = 
                 "prompt": chat + p.prefix,
                 "chosen": p.chosen,
                 "rejected": p.rejected,
-                "prompt_ids": chat_ids + (encode(tokenizer, p.prefix) if p.prefix else []),
+                "prompt_ids": chat_ids + _prefix_ids(p, tokenizer, use_token_ids),
                 "chosen_ids": steps["chosen"],
                 "rejected_ids": steps["rejected"],
                 "tree_id": p.tree_id,
@@ -136,9 +139,83 @@ def pairs_to_dataset(pairs: Sequence[Pair], tokenizer, *, use_token_ids: bool = 
     return Dataset.from_list(rows)
 
 
+def _prefix_ids(pair: Pair, tokenizer, use_token_ids: bool) -> list[int]:
+    if not pair.prefix:
+        return []
+    if not use_token_ids:
+        return encode(tokenizer, pair.prefix)
+    if not pair.prefix_token_ids:
+        raise ValueError(
+            f"pair {pair.tree_id}/{pair.node_id}: no prefix_token_ids (saved by an older "
+            "version); token-exact training needs them (use_token_ids=False re-encodes)"
+        )
+    return list(pair.prefix_token_ids)
+
+
 def _fit(dataset, max_length: int):
     """Drop rows whose prompt alone fills ``max_length`` (no step token left to compare)."""
     return dataset.filter(lambda row: len(row["prompt_ids"]) < max_length)
+
+
+# ---- what the training learned, measured after it ------------------------------------
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """Pairs scored with a policy against its reference: per pair the log-ratio margin
+    ``[log pi(chosen) - log ref(chosen)] - [log pi(rejected) - log ref(rejected)]`` (summed
+    step-token log-probs, the quantity DPO's eq. 11 pushes up, without beta).
+
+    Attributes:
+        n: pairs scored.
+        accuracy: fraction of pairs with a margin > 0.
+        mean_margin: mean margin (nats).
+        when: ``"after"`` (trained policy vs the reference it was trained against).
+    """
+
+    n: int
+    accuracy: float
+    mean_margin: float
+    when: str = "after"
+
+    @classmethod
+    def of(cls, policy: Sequence[tuple[float, float]], reference: Sequence[tuple[float, float]]):
+        margins = [
+            (pc - rc) - (pr - rr)
+            for (pc, pr), (rc, rr) in zip(policy, reference, strict=True)
+        ]  # fmt: skip
+        n = len(margins)
+        if not n:
+            return cls(0, 0.0, 0.0)
+        return cls(n, sum(m > 0 for m in margins) / n, sum(margins) / n)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "accuracy": self.accuracy, "mean_margin": self.mean_margin,
+                "when": self.when}  # fmt: skip
+
+
+def pair_logps(model, dataset, pad_id: int, max_length: int) -> list[tuple[float, float]]:
+    """Summed log-probs of each row's chosen and rejected step under ``model`` (eval mode),
+    steps cut to ``max_length`` as in training; one forward pass per pair."""
+    from itool_ray.train.perplexity import response_logprobs
+
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for row in dataset:
+            prompt = list(row["prompt_ids"])
+            room = max(0, max_length - len(prompt))
+            c, r = response_logprobs(
+                model,
+                [prompt, prompt],
+                [list(row["chosen_ids"])[:room], list(row["rejected_ids"])[:room]],
+                pad_id,
+            )
+            out.append((float(sum(c)), float(sum(r))))
+    finally:
+        model.train(was_training)
+    return out
 
 
 # ---- trainers --------------------------------------------------------------------------
@@ -304,6 +381,9 @@ class DPOResult:
     accuracies: tuple[float, ...]
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
+    trained_pairs: PairScore | None = None
+    heldout_pairs: PairScore | None = None
+    score_seconds: float = 0.0
 
     @property
     def first_loss(self) -> float | None:
@@ -338,6 +418,9 @@ class DPOResult:
             "accuracies": list(self.accuracies),
             "seconds": self.seconds,
             "settings": dict(self.settings),
+            "trained_pairs": self.trained_pairs.to_dict() if self.trained_pairs else None,
+            "heldout_pairs": self.heldout_pairs.to_dict() if self.heldout_pairs else None,
+            "score_seconds": self.score_seconds,
         }
 
 
@@ -375,6 +458,8 @@ def train_dpo(
     lora: LoraSettings | None = None,
     *,
     callbacks: list | None = None,
+    heldout: Sequence[Pair] = (),
+    score: bool = True,
 ) -> DPOResult:
     """One iteration of preference optimisation (module docstring); the new adapter and the
     tokenizer are saved to ``out_dir/adapter`` (PEFT format, relative to ``model_dir``).
@@ -388,6 +473,10 @@ def train_dpo(
         settings: preference settings (default :class:`DPOSettings`).
         lora: shape of a fresh adapter (ignored when ``adapter_in`` is given).
         callbacks: extra ``transformers.TrainerCallback`` objects (progress).
+        heldout: pairs from trees of samples it does not train on, scored after training.
+        score: score the trained pairs and ``heldout`` after training with the trained
+            policy against its reference (the policy as it was before training: the previous
+            adapter, or the base model for a fresh LoRA), as :class:`PairScore`.
     """
     settings = settings or DPOSettings()
     lora = lora or LoraSettings()
@@ -423,12 +512,26 @@ def train_dpo(
             "preference training on %s: loss=%s (%s), %d pairs, reference=%s",
             device.name, settings.loss, spec.trl, len(kept), reference,
         )  # fmt: skip
+        held = _fit(pairs_to_dataset(heldout, tokenizer), settings.max_length) if heldout else []
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        t0 = time.perf_counter()
+        ref = {}
+        if score:  # the reference: this model before its update (= TRL's reference for DPO)
+            ref = {k: pair_logps(model, d, pad, settings.max_length)
+                   for k, d in (("trained", kept), ("heldout", held))}  # fmt: skip
+        score_s = time.perf_counter() - t0
         trainer = make_preference_trainer(
             model, tokenizer, kept, settings, out / "runs", device=device, callbacks=callbacks
         )
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
+        scores: dict[str, PairScore | None] = {"trained": None, "heldout": None}
+        t0 = time.perf_counter()
+        for k, d in (("trained", kept), ("heldout", held)):
+            if score and len(d):
+                scores[k] = PairScore.of(pair_logps(model, d, pad, settings.max_length), ref[k])
+        score_s += time.perf_counter() - t0
         history = trainer.state.log_history
         prune_empty_dirs(out / "runs")
         result = DPOResult(
@@ -443,9 +546,14 @@ def train_dpo(
             accuracies=tuple(history_series(history, "rewards/accuracies")),
             seconds=seconds,
             settings=settings.to_dict(),
+            trained_pairs=scores["trained"],
+            heldout_pairs=scores["heldout"],
+            score_seconds=score_s,
         )
     log.info(
-        "preference training: %d steps, loss %s -> %s, margin %s -> %s, %.1fs",
-        result.steps, result.first_loss, result.last_loss, result.first_margin, result.last_margin, seconds,
+        "preference training: %d steps, loss %s -> %s, margin %s -> %s, %.1fs; after it: "
+        "trained pairs %s, held-out pairs %s",
+        result.steps, result.first_loss, result.last_loss, result.first_margin, result.last_margin,
+        seconds, result.trained_pairs, result.heldout_pairs,
     )  # fmt: skip
     return result

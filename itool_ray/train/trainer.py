@@ -68,14 +68,17 @@ class Trainer:
         pairs: Sequence[Any],
         out_dir: str,
         settings: DPOSettings | None = None,
+        heldout: Sequence[Any] = (),
     ) -> dict[str, Any]:
-        """One preference-optimisation round from ``adapter_in`` (reference = that policy)."""
+        """One preference-optimisation round from ``adapter_in`` (reference = that policy);
+        ``heldout`` pairs (trees not trained on) are scored after it."""
         from itool_ray.train.dpo import train_dpo
 
         try:
             return train_dpo(
-                self.model_dir, adapter_in, list(pairs), out_dir, settings, self.lora
-            ).to_dict()
+                self.model_dir, adapter_in, list(pairs), out_dir, settings, self.lora,
+                heldout=list(heldout),
+            ).to_dict()  # fmt: skip
         finally:
             _release_memory()
 

@@ -42,7 +42,7 @@ def test_poison_is_a_parse_error(text: str) -> None:
 
 @pytest.mark.parametrize("text", list(POISON.values()), ids=list(POISON))
 def test_poison_scores_zero_in_the_search_reward(text: str) -> None:
-    sample = SimpleNamespace(id="s", gold='[f(a=1)]', ground_truth=None, tools=())
+    sample = SimpleNamespace(id="s", gold="[f(a=1)]", ground_truth=None, tools=())
     outcome = CallsOutcome(use_tools=False)
     assert outcome(sample, text, True) == 0.0
     assert 0.0 <= outcome(sample, text[: len(text) // 2], False) <= 1.0  # a prefix: no raise

@@ -48,7 +48,7 @@ def test_round_trip_is_lossless():
 
 
 def test_inflight_state_is_cleared():
-    t = Tree("f", MCTSConfig(max_inflight=8))
+    t = Tree("f", MCTSConfig(max_inflight=8, rollout="one_step"))
     cycle(t, [step(f"s{i}, ") for i in range(3)], [0.1, 0.2, 0.3])
     clean = snapshot(t)
     leaves = [t.select(), t.select()]

@@ -12,7 +12,12 @@ from itool_ray.mcts.testing import run_cycle as cycle
 
 def symmetric_tree(virtual_loss: float = 0.0) -> Tree:
     """Root with 4 children, each with 4 children: 16 equal leaves (equal priors and Q)."""
-    t = Tree("sym", MCTSConfig(max_inflight=64, simulations=1000, virtual_loss=virtual_loss))
+    t = Tree(
+        "sym",
+        MCTSConfig(
+            rollout="one_step", max_inflight=64, simulations=1000, virtual_loss=virtual_loss
+        ),
+    )
     cycle(t, [step(f"c{i}, ") for i in range(4)], [0.0] * 4)
     for _ in range(4):  # each root child in turn: the expanded one now has N 5 > 1
         cycle(t, [step(f"g{i}, ") for i in range(4)], [0.0] * 4)
@@ -56,7 +61,7 @@ def test_virtual_loss_changes_the_score():
     # Root with two children, Q 0.2 (p high) and 0.1: with vl = 0 a second selection may still
     # prefer the in-flight child's subtree; a large virtual loss pushes it to the other one.
     for vl, expect_same in ((0.0, True), (5.0, False)):
-        t = Tree("vl", MCTSConfig(virtual_loss=vl, c_puct=0.1, max_inflight=8))
+        t = Tree("vl", MCTSConfig(rollout="one_step", virtual_loss=vl, c_puct=0.1, max_inflight=8))
         cycle(t, [step("a, ", -0.1), step("b, ", -3.0)], [0.9, 0.1])
         cycle(t, [step("a1, "), step("a2, "), step("a3, ")], [0.9, 0.9, 0.9])  # under a
         first = t.select()
@@ -67,7 +72,7 @@ def test_virtual_loss_changes_the_score():
 
 
 def test_none_when_everything_is_in_flight():
-    t = Tree("busy", MCTSConfig(max_inflight=8))
+    t = Tree("busy", MCTSConfig(rollout="one_step", max_inflight=8))
     leaf = t.select()
     assert leaf.node == 0
     assert t.select() is None  # the root itself is being expanded

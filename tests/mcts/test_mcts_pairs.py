@@ -23,7 +23,7 @@ def known_tree(**cfg) -> Tree:
     """Q values (gamma 0.9): A 0.7826 (N 6), B -0.3 (N 1); under A: A1 0.59 (N 3), A2 -0.2,
     A3 0.0; under A1: A1a 0.5, A1b -0.3 (N 1 each). Root children from policy version 1,
     the rest from version 2."""
-    t = Tree("three", MCTSConfig(gamma=0.9, c_puct=1.0, **cfg), root_reward=0.5)
+    t = Tree("three", MCTSConfig(rollout="one_step", gamma=0.9, c_puct=1.0, **cfg), root_reward=0.5)
     leaf = t.select()
     t.expand(leaf, [step("A, ", -0.2, 2), step("B, ", -0.5, 1)], policy_version=1)
     t.backup(leaf, [1.0, 0.2])
@@ -66,7 +66,7 @@ def test_pair_filters():
     t2 = known_tree(pair_min_margin=0.795)
     assert [p.node_id for p in extract_pairs(t2)] == [0, 3]
     # equal Q siblings make no pair
-    t3 = Tree("eq", MCTSConfig())
+    t3 = Tree("eq", MCTSConfig(rollout="one_step"))
     cycle(t3, [step("a, "), step("b, ")], [0.3, 0.3])
     assert extract_pairs(t3) == []
 

@@ -1,4 +1,5 @@
-"""Property tests: random select / expand / backup / abandon / checkpoint sequences keep every
+"""Property tests: random select / expand / backup / abandon / checkpoint sequences, in both
+rollout modes (a terminal rollout's next leaf joins the in-flight selections), keep every
 invariant of ``check_tree`` (N = own + sum N(children); V = visit-weighted mean of children Q;
 Q = r + gamma V; in-flight and selectable counts match the outstanding selections; finite
 values), and abandoning everything returns the in-flight counts to zero."""
@@ -32,11 +33,12 @@ class TreeMachine(RuleBasedStateMachine):
         inflight=st.integers(1, 6),
         revisit=st.booleans(),
         depth=st.integers(1, 6),
+        rollout=st.sampled_from(["terminal", "one_step"]),
     )
-    def setup(self, k, gamma, c, vl, inflight, revisit, depth):
+    def setup(self, k, gamma, c, vl, inflight, revisit, depth, rollout):
         self.cfg = MCTSConfig(k=k, gamma=gamma, c_puct=c, virtual_loss=vl, max_inflight=inflight,
                               revisit_terminals=revisit, max_depth=depth, max_tokens=12,
-                              simulations=10**6)  # fmt: skip
+                              simulations=10**6, rollout=rollout)  # fmt: skip
         self.tree = Tree("p", self.cfg, root_reward=0.25)
         self.leaves = []
         self.backups = 0
@@ -75,7 +77,12 @@ class TreeMachine(RuleBasedStateMachine):
         rs = data.draw(st.lists(rewards, min_size=len(leaf.steps), max_size=len(leaf.steps)))
         ids = self.tree.backup(leaf, rs)
         assert len(ids) == len(rs)
-        self.backups += 1
+        if leaf.next is None:  # the simulation ended
+            self.backups += 1
+        else:  # a terminal rollout goes on below one of the new children
+            assert self.cfg.rollout == "terminal" and leaf.next.node in ids
+            assert not self.tree.terminal(leaf.next.node)
+            self.leaves.append(leaf.next)
 
     @precondition(lambda self: self._live())
     @rule(i=st.integers(0, 100))

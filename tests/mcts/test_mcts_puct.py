@@ -54,7 +54,7 @@ def test_effective_q_virtual_loss():
 
 def _root_with_children(c_puct: float = 1.0, **cfg) -> Tree:
     # Root R = 0; three children with rewards 0.2, 0.5, 0.1 and masses e^-0.5, e^-1, e^-1.5.
-    t = Tree("t", MCTSConfig(c_puct=c_puct, **cfg))
+    t = Tree("t", MCTSConfig(rollout="one_step", c_puct=c_puct, **cfg))
     steps = [step("a, ", -1.0), step("b, ", -2.0), step("c, ", -3.0)]  # 2 tokens each
     cycle(t, steps, [0.2, 0.5, 0.1])
     return t
@@ -77,7 +77,7 @@ def test_tree_select_matches_the_formula():
 def test_tree_select_agrees_with_select_child_on_random_trees():
     rng = random.Random(7)
     for trial in range(30):
-        t = Tree(f"r{trial}", MCTSConfig(c_puct=rng.uniform(0.1, 3.0), simulations=10**6,
+        t = Tree(f"r{trial}", MCTSConfig(rollout="one_step", c_puct=rng.uniform(0.1, 3.0), simulations=10**6,
                                          max_inflight=10**6, virtual_loss=rng.choice([0.0, 1.0])))  # fmt: skip
         for _ in range(rng.randint(1, 25)):
             leaf = t.select()

@@ -14,8 +14,8 @@ from itool_ray.mcts import (
     ExpandRequest,
     FakeEngine,
     MCTSConfig,
+    Reward,
     Searcher,
-    combine_reward,
     fake_outcome,
     make_fake_samples,
     request_seed,
@@ -24,8 +24,9 @@ from itool_ray.mcts import (
 from itool_ray.mcts.testing import check_tree
 
 
-def test_search_runs_to_budget_and_yields_pairs():
-    cfg = MCTSConfig(simulations=32, k=4, max_inflight=8)
+@pytest.mark.parametrize("rollout", ["terminal", "one_step"])
+def test_search_runs_to_budget_and_yields_pairs(rollout):
+    cfg = MCTSConfig(simulations=32, k=4, max_inflight=8, rollout=rollout)
     samples = make_fake_samples(20)
     res = search(samples, FakeEngine(), cfg, reward_fn=fake_outcome, policy_version=3)
     for t in res.trees:
@@ -34,20 +35,30 @@ def test_search_runs_to_budget_and_yields_pairs():
         check_tree(t)
         assert all(t.version(x) == 3 for x in range(1, len(t)))
     st = res.stats
-    assert st.simulations == sum(t.simulations for t in res.trees) == st.expansions
+    assert st.simulations == sum(t.simulations for t in res.trees)
+    assert st.expansions == sum(t.expansions for t in res.trees)
+    if rollout == "one_step":
+        assert st.simulations == st.expansions
+    else:  # a simulation is one or more expansions, down to a terminal
+        assert st.expansions > st.simulations
     assert st.eval_requests == sum(len(t) for t in res.trees)  # every child + each root
     assert res.pairs and all(p.chosen_q > p.rejected_q for p in res.pairs)
     assert all(p.policy_version == 3 for p in res.pairs)
     # root reward: O("") + C("") (fake: O = 0 before any step)
     conf = FakeEngine().evaluate([EvalRequest("fake-0", 0, (), (), "", False)])[0]
-    assert res.trees[0].root_reward == combine_reward(0.0, conf, cfg)
+    assert res.trees[0].root_reward == Reward.from_config(cfg)(None, "", False, conf)[0]
 
 
-def test_search_with_terminal_revisits():
-    cfg = MCTSConfig(simulations=40, revisit_terminals=True, max_depth=3)
+@pytest.mark.parametrize("rollout", ["terminal", "one_step"])
+def test_search_with_terminal_revisits(rollout):
+    cfg = MCTSConfig(simulations=40, revisit_terminals=True, max_depth=3, rollout=rollout)
     res = search(make_fake_samples(10), FakeEngine(p_close=0.6), cfg, reward_fn=fake_outcome)
     assert res.stats.terminal_hits > 0
-    assert res.stats.simulations == res.stats.expansions + res.stats.terminal_hits
+    started = res.stats.expansions + res.stats.terminal_hits
+    if rollout == "one_step":
+        assert res.stats.simulations == started
+    else:
+        assert res.stats.simulations < started
     for t in res.trees:
         assert t.simulations == 40  # never exhausted: terminals stay selectable
         check_tree(t)

@@ -14,7 +14,7 @@ from itool_ray.mcts.testing import run_cycle as cycle
 
 def three_level_tree() -> Tree:
     """Root -> A -> A1 -> {A1a, A1b}, with gamma = 0.9, c = 1 (values in the test below)."""
-    t = Tree("three", MCTSConfig(gamma=0.9, c_puct=1.0), root_reward=0.5)
+    t = Tree("three", MCTSConfig(rollout="one_step", gamma=0.9, c_puct=1.0), root_reward=0.5)
     # cycle 1: expand the root: A (R = 1.0), B (R = 0.2). A: 2 tokens, logprob -0.2;
     # B: 1 token, logprob -0.5 -> masses e^-0.1 = 0.904837, e^-0.5 = 0.606531.
     cycle(t, [step("A, ", -0.2, 2), step("B, ", -0.5, 1)], [1.0, 0.2])
@@ -77,7 +77,7 @@ def test_three_level_backup_by_hand():
 
 
 def test_three_level_intermediate_values_and_selections():
-    t = Tree("three", MCTSConfig(gamma=0.9, c_puct=1.0), root_reward=0.5)
+    t = Tree("three", MCTSConfig(rollout="one_step", gamma=0.9, c_puct=1.0), root_reward=0.5)
     cycle(t, [step("A, ", -0.2, 2), step("B, ", -0.5, 1)], [1.0, 0.2])
     # root: W = 0.5 - 0.3 = 0.2, N = 2, V = 0.1
     assert (t.visits(0), t.value(0)) == (2, pytest.approx(0.1))
@@ -112,7 +112,7 @@ def test_merging_duplicate_steps():
     assert merged[0] is steps[0]  # the first occurrence (its token ids) is kept
     assert merged[1].terminal
     # In a tree: three children, priors as above.
-    t = Tree("m", MCTSConfig())
+    t = Tree("m", MCTSConfig(rollout="one_step"))
     _, ids = cycle(t, steps, [0.1, 0.2, 0.3])
     assert list(ids) == [1, 2, 3]
     assert [t.prior(x) for x in ids] == pytest.approx([0.632094, 0.245830, 0.122076], abs=1e-6)
@@ -140,7 +140,7 @@ def test_length_normalised_priors_and_edge_cases():
 
 
 def test_terminal_limits_max_depth_and_max_tokens():
-    t = Tree("lim", MCTSConfig(max_depth=2, max_tokens=5))
+    t = Tree("lim", MCTSConfig(rollout="one_step", max_depth=2, max_tokens=5))
     # depth 1: a 2-token step stays open; a 5-token step reaches max_tokens -> terminal.
     leaf = t.select()
     cands = t.expand(leaf, [step("a, ", -1.0, 2), step("b, ", -2.5, 5)])  # equal priors
@@ -157,7 +157,7 @@ def test_terminal_limits_max_depth_and_max_tokens():
 
 
 def test_dead_end_and_terminal_revisits():
-    cfg = MCTSConfig(revisit_terminals=True, gamma=0.5)
+    cfg = MCTSConfig(rollout="one_step", revisit_terminals=True, gamma=0.5)
     t = Tree("dead", cfg)
     cycle(t, [step("a, ", -1.0), step("b]", -1.0, terminal=True)], [1.0, 0.4])
     # root: N 2, V = (1.0 + 0.4) / 2 = 0.7. c = 1: a 1.0 + sqrt(2) * p / 2 wins (higher Q, same p)
@@ -177,7 +177,7 @@ def test_dead_end_and_terminal_revisits():
     assert t.value(0) == pytest.approx((3 * 1.0 + 0.4) / 4)
     check_tree(t)
     # Without revisits the same tree is exhausted after the dead end.
-    t2 = Tree("dead2", MCTSConfig())
+    t2 = Tree("dead2", MCTSConfig(rollout="one_step"))
     cycle(t2, [step("a, ", -1.0), step("b]", -1.0, terminal=True)], [1.0, 0.4])
     leaf = t2.select()
     t2.expand(leaf, [])
@@ -187,7 +187,7 @@ def test_dead_end_and_terminal_revisits():
 
 
 def test_budget_and_inflight_limits():
-    t = Tree("b", MCTSConfig(simulations=3, max_inflight=2))
+    t = Tree("b", MCTSConfig(rollout="one_step", simulations=3, max_inflight=2))
     cycle(t, [step(f"s{i}, ") for i in range(4)], [0.0] * 4)
     a, b = t.select(), t.select()
     assert a is not None and b is not None and a.node != b.node
@@ -207,8 +207,8 @@ def test_budget_and_inflight_limits():
 
 
 def test_misuse_is_rejected():
-    t = Tree("e", MCTSConfig())
-    other = Tree("other", MCTSConfig())
+    t = Tree("e", MCTSConfig(rollout="one_step"))
+    other = Tree("other", MCTSConfig(rollout="one_step"))
     leaf = t.select()
     with pytest.raises(ValueError, match="expected expanded"):
         t.backup(leaf, [])
@@ -232,5 +232,5 @@ def test_misuse_is_rejected():
     with pytest.raises(ValueError, match="root is already expanded"):
         t.set_root_reward(1.0)
     with pytest.raises(ValueError, match="finite"):
-        Tree("x", MCTSConfig(), root_reward=math.nan)
+        Tree("x", MCTSConfig(rollout="one_step"), root_reward=math.nan)
     check_tree(t)

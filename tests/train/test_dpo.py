@@ -31,8 +31,11 @@ TOOLS = (WEATHER, TIME, CONVERT)
 FAST = {"batch_size": 2, "max_length": 1024, "cpu_threads": THREADS}
 
 
-def _pair(i: int, prefix: str, chosen: str, rejected: str, user: str, ids=None) -> Pair:
+def _pair(
+    i: int, prefix: str, chosen: str, rejected: str, user: str, ids=None, tokenizer=None
+) -> Pair:
     cid, rid = ids or ((), ())
+    prefix_ids = tuple(encode(tokenizer, prefix)) if tokenizer is not None else None
     return Pair(
         prompt_messages=({"role": "user", "content": user},),
         tools=TOOLS,
@@ -49,11 +52,12 @@ def _pair(i: int, prefix: str, chosen: str, rejected: str, user: str, ids=None) 
         node_id=0 if not prefix else 2,
         depth=0 if not prefix else 1,
         policy_version=0,
+        prefix_token_ids=prefix_ids,
     )
 
 
 @pytest.fixture(scope="module")
-def pairs() -> list[Pair]:
+def pairs(tokenizer) -> list[Pair]:
     """Root pairs (the weather call preferred to a currency conversion nobody asked for) and
     second-step pairs after a correct first call (the time call preferred to a conversion).
 
@@ -65,11 +69,12 @@ def pairs() -> list[Pair]:
     for i, (city, zone) in enumerate(zip(CITIES, ZONES, strict=True)):
         out.append(
             _pair(i, "", f'[get_weather(city="{city}")]', '[convert(amount=1, unit="EUR")]',
-                  f"Weather in {city}?")
+                  f"Weather in {city}?", tokenizer=tokenizer)
         )  # fmt: skip
         out.append(
             _pair(i + 10, f'[get_weather(city="{city}"), ', f'get_time(zone="{zone}")]',
-                  'convert(amount=2, unit="USD")]', f"Weather and time in {city}?")
+                  'convert(amount=2, unit="USD")]', f"Weather and time in {city}?",
+                  tokenizer=tokenizer)
         )  # fmt: skip
     return out
 
@@ -91,7 +96,7 @@ def test_pairs_to_dataset_layout(pairs, tokenizer):
     sampled = encode(tokenizer, pairs[1].chosen)  # as if the policy had sampled these ids
     with_ids = _pair(
         99, pairs[1].prefix, pairs[1].chosen, pairs[1].rejected, "Weather and time in Paris?",
-        ids=(sampled, encode(tokenizer, pairs[1].rejected)),
+        ids=(sampled, encode(tokenizer, pairs[1].rejected)), tokenizer=tokenizer,
     )  # fmt: skip
     ds = pairs_to_dataset([pairs[0], pairs[1], with_ids], tokenizer)
     sample = Sample(id="x", tools=TOOLS, messages=pairs[1].prompt_messages, gold="")
@@ -111,6 +116,37 @@ def test_pairs_to_dataset_layout(pairs, tokenizer):
     assert (ds[1]["tree_id"], ds[1]["depth"], ds[1]["chosen_q"]) == ("tree-10", 1, 1.2)
     with pytest.raises(ValueError, match="empty"):
         pairs_to_dataset([_pair(0, "", "", "x", "q")], tokenizer)
+
+
+def test_pair_score_and_split_by_tree(pairs):
+    from itool_ray.mcts import split_by_tree
+    from itool_ray.train.dpo import PairScore
+
+    s = PairScore.of([(-1.0, -3.0), (-2.0, -1.0)], [(-2.0, -2.0), (-2.0, -2.0)])
+    assert (s.n, s.accuracy, s.mean_margin) == (2, 0.5, ((1 + 1) + (0 - 1)) / 2)
+    train, held = split_by_tree(pairs, 0.3, seed=1)
+    assert train and held and len(train) + len(held) == len(pairs)
+    assert not {p.tree_id for p in train} & {p.tree_id for p in held}
+    assert split_by_tree(pairs, 0.3, seed=1) == (train, held)  # deterministic
+    assert split_by_tree(pairs, 0.0) == (list(pairs), [])
+
+
+def test_training_rows_hold_the_sampled_prefix_ids(pairs, tokenizer):
+    """A prefix sampled one character per token decodes to the same text as the tokenizer's
+    own encoding but is another token sequence: the row must hold the sampled one."""
+    p = pairs[1]
+    canonical = encode(tokenizer, p.prefix)
+    sampled = [t for ch in p.prefix for t in encode(tokenizer, ch)]
+    assert sampled != canonical and tokenizer.decode(sampled) == tokenizer.decode(canonical)
+    pair = replace(p, prefix_token_ids=tuple(sampled))
+    (row,) = pairs_to_dataset([pair], tokenizer)
+    chat = encode(tokenizer, render_prompt(
+        Sample(id="x", tools=TOOLS, messages=p.prompt_messages, gold=""), tokenizer))  # fmt: skip
+    assert row["prompt_ids"] == chat + sampled
+    (re_encoded,) = pairs_to_dataset([pair], tokenizer, use_token_ids=False)
+    assert re_encoded["prompt_ids"] == chat + canonical  # the ablation re-encodes
+    with pytest.raises(ValueError, match="prefix_token_ids"):
+        pairs_to_dataset([replace(p, prefix_token_ids=None)], tokenizer)
 
 
 def test_reference_is_a_frozen_copy_of_the_incoming_adapter(
@@ -141,7 +177,9 @@ def test_dpo_raises_the_margin_from_an_sft_adapter(
     from peft import PeftModel
 
     settings = DPOSettings(lr=5e-3, epochs=3, **FAST)
-    result = train_dpo(tiny_model_dir, sft_run.adapter_dir, pairs, tmp_path, settings)
+    result = train_dpo(
+        tiny_model_dir, sft_run.adapter_dir, pairs, tmp_path, settings, heldout=pairs[:3]
+    )
     assert result.pairs == len(pairs) and result.steps == 3 * math.ceil(len(pairs) / 2)
     # reference = the SFT policy itself: at the first step the policy equals it exactly
     assert abs(result.first_margin) < 1e-5
@@ -167,6 +205,14 @@ def test_dpo_raises_the_margin_from_an_sft_adapter(
         new = _step_logps(after, tokenizer, ds)
     for (oc, orj), (nc, nr) in zip(old, new, strict=True):
         assert nc - nr > oc - orj
+    # the stage's own post-training score agrees: trained policy vs its reference (the SFT)
+    margins = [(nc - oc) - (nr - orj) for (oc, orj), (nc, nr) in zip(old, new, strict=True)]
+    score = result.trained_pairs
+    assert (score.n, score.accuracy, score.when) == (len(pairs), 1.0, "after")
+    assert score.mean_margin == pytest.approx(sum(margins) / len(margins), rel=1e-3)
+    assert result.heldout_pairs.n == 3
+    assert result.heldout_pairs.mean_margin == pytest.approx(sum(margins[:3]) / 3, rel=1e-3)
+    assert result.to_dict()["trained_pairs"]["accuracy"] == 1.0
 
 
 @pytest.mark.parametrize("loss", ["ipo", "simpo", "orpo"])
