@@ -178,3 +178,17 @@ def test_engine_and_manager_values_are_checked(override, needle):
     with pytest.raises(ConfigError) as info:
         load_config(RolloutJobConfig, None, [override])
     assert needle in str(info.value)
+
+
+def test_reading_a_config_imports_no_ray_vllm_or_torch():
+    """Configs are checked before anything starts: the sections are generated from the
+    settings dataclasses without importing the heavy stack."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, itool_ray.config, itool_ray.pipeline, itool_ray.rollout.job; "
+        "print(sorted(m for m in ('ray', 'vllm', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -19,6 +19,7 @@ _WS = " \t\r\n"
 _BOM = b"\xef\xbb\xbf"
 _BAD_BYTE = re.compile("[\udc80-\udcff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,36 @@ def _decode(text: str, pos: int = 0) -> tuple[Any, int]:
         ) from None
 
 
+def _value_end(text: str, pos: int) -> int | None:
+    """Where the JSON value starting at ``pos`` ends, found by matching brackets and
+    skipping strings without decoding anything (for a value the decoder cannot read: nested
+    too deep, a number too long); None when it does not end."""
+    depth = 0
+    i = pos
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            m = _STRING.match(text, i)
+            if m is None:
+                return None
+            i = m.end()
+        elif c in "[{":
+            depth += 1
+            i += 1
+        elif c in "]}":
+            if depth == 0:
+                return i  # the list's own ']' ends a scalar item
+            depth -= 1
+            i += 1
+        elif depth == 0 and (c == "," or c in _WS):
+            return i
+        else:
+            i += 1
+        if depth == 0 and text[i - 1] in '"]}':
+            return i
+    return None if depth else i
+
+
 def _iter_json_list(text: str, start: int, file: str) -> Iterator[RawRecord]:
     lines = _Lines(text)
     pos = start + 1
@@ -103,21 +134,27 @@ def _iter_json_list(text: str, start: int, file: str) -> Iterator[RawRecord]:
             pos += 1
         if pos < len(text) and text[pos] == "]":
             return
+        line = lines.at(pos)
         try:
             value, end = _decode(text, pos)
         except ValueError as e:
-            at = e.pos if isinstance(e, json.JSONDecodeError) else pos
-            bad = _undecodable(text[at : at + 1], file, lines.at(at))
-            raise bad or DataError(
-                file=file,
-                line=lines.at(at),
-                record_id=f"#{index}",
-                expected="valid JSON",
-                detail=e.msg if isinstance(e, json.JSONDecodeError) else str(e),
-            ) from None
-        line = lines.at(pos)
-        bad = _undecodable(text[pos:end], file, line)
-        yield RawRecord(index, line, error=bad) if bad else RawRecord(index, line, value)
+            skip_to = None if isinstance(e, json.JSONDecodeError) else _value_end(text, pos)
+            if skip_to is None:  # a syntax error: where the next item starts is unknown
+                at = e.pos if isinstance(e, json.JSONDecodeError) else pos
+                bad = _undecodable(text[at : at + 1], file, lines.at(at))
+                raise bad or DataError(
+                    file=file,
+                    line=lines.at(at),
+                    record_id=f"#{index}",
+                    expected="valid JSON",
+                    detail=e.msg if isinstance(e, json.JSONDecodeError) else str(e),
+                ) from None
+            # well-formed but beyond the decoder (too deep, too many digits): this item only
+            err = DataError(file=file, line=line, expected="a JSON value", detail=str(e))
+            value, end = None, skip_to
+        else:
+            err = _undecodable(text[pos:end], file, line)
+        yield RawRecord(index, line, error=err) if err else RawRecord(index, line, value)
         index += 1
         pos = end
         while pos < len(text) and text[pos] in _WS:

@@ -106,6 +106,26 @@ def test_a_100k_deep_json_line_is_one_bad_record(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("item", "needle"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than the JSON decoder allows"),
+        ('{"instruction": ' + "7" * 5000 + "}", "Exceeds the limit (4300 digits)"),
+    ],
+)
+def test_an_item_of_a_json_list_the_decoder_cannot_read_is_one_bad_record(tmp_path, item, needle):
+    path = tmp_path / "level-1-api.json"
+    good = json.dumps(_api_bank_record())
+    path.write_text(f"[{good},\n {item},\n {good}]")
+    _check_both_modes(
+        lambda m: load_api_bank("level-1", path=path, on_error=m),
+        needle=needle,
+        start=f"{path}:2: expected a JSON value",
+        kept=["api-bank-l1-0", "api-bank-l1-2"],
+        records=3,
+    )
+
+
+@pytest.mark.parametrize(
     ("params", "needle"),
     [
         ('{"q": NaN}', "field 'calling[0].parameters.q': expected a literal value"),
