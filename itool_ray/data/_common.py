@@ -117,7 +117,7 @@ def convert_records(
                     field="id",
                     expected="a unique sample id",
                     detail=f"sample id {dup!r} already produced by {first}",
-                ).located(file=file, line=raw.line or None, record_id=rid)
+                ).located(**where)
             )
             continue
         for s in samples:
