@@ -33,6 +33,7 @@ CLUSTER = ROOT / "cluster"
 LOCAL = CLUSTER / "local-autoscaling.yaml"
 RAYCLUSTER = CLUSTER / "kuberay" / "raycluster.yaml"
 RAYJOB = CLUSTER / "kuberay" / "rayjob.yaml"
+NETWORKPOLICY = CLUSTER / "kuberay" / "networkpolicy.yaml"
 LAUNCHER = CLUSTER / "launcher" / "aws-gpu.yaml"
 DASHBOARD = CLUSTER / "grafana" / "itool-dashboard.json"
 DOCKERFILE = CLUSTER / "docker" / "Dockerfile"
@@ -69,7 +70,8 @@ MANIFESTS = sorted(
 def test_the_expected_cluster_files_exist():
     names = {p.relative_to(ROOT).as_posix() for p in MANIFESTS}
     wanted = {
-        p.relative_to(ROOT).as_posix() for p in (LOCAL, RAYCLUSTER, RAYJOB, LAUNCHER, DASHBOARD)
+        p.relative_to(ROOT).as_posix()
+        for p in (LOCAL, RAYCLUSTER, RAYJOB, NETWORKPOLICY, LAUNCHER, DASHBOARD)
     }
     assert wanted | set(JOB_CONFIGS) <= names
 
@@ -550,6 +552,174 @@ def test_rayjob_check_notices_breakage(breakage, expected):
     breakage(doc)
     problems = rayjob_problems(doc)
     assert any(expected in p for p in problems), problems
+
+
+# ---- the NetworkPolicy: who may reach the Ray head -------------------------------------------
+
+OPERATOR = {"app.kubernetes.io/name": "kuberay-operator"}
+DASHBOARD_PORT = 8265  # the dashboard and job API: ray job submit, the operator's job status
+RAY_PORT = 43217  # a port Ray picks for a raylet / object manager / worker on the head
+
+
+def _selects(selector: dict | None, labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions; {} = all)."""
+    if selector is None:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _pod_labels(spec: dict, group: dict | None, cluster: str) -> dict[str, str]:
+    """A KubeRay pod's labels: its template's, then KubeRay's own where the template has none."""
+    node_type = "head" if group is None else "worker"
+    group = spec["headGroupSpec"] if group is None else group
+    own = {
+        "ray.io/node-type": node_type,
+        "ray.io/cluster": cluster,
+        "ray.io/is-ray-node": "yes",
+        "ray.io/group": group.get("groupName", "headgroup"),
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+    }
+    template = (group.get("template", {}).get("metadata") or {}).get("labels") or {}
+    return {**own, **template}
+
+
+def _admits(policy: dict, labels: dict[str, str], same_namespace: bool, port: int) -> bool:
+    """Would the policy let a pod with ``labels``, in the policy's namespace or another one,
+    reach ``port``? (Any namespaceSelector is taken to match the other namespace.)"""
+    for rule in policy.get("spec", {}).get("ingress") or []:
+        ports = rule.get("ports")
+        if ports and not any(p.get("port") == port for p in ports):
+            continue
+        peers = rule.get("from")
+        if not peers:
+            return True  # no `from`: every source
+        for peer in peers:
+            if "ipBlock" in peer:
+                return True  # an address range: pods and hosts outside the Ray cluster
+            ns, pod = peer.get("namespaceSelector"), peer.get("podSelector")
+            in_ns = same_namespace if ns is None else ns == {} or not same_namespace
+            if in_ns and (pod is None or _selects(pod, labels)):
+                return True
+    return False
+
+
+def networkpolicy_problems(policy: dict, clusters: dict[str, dict], submitter: str) -> list[str]:
+    """``clusters``: name -> RayCluster spec whose head the policy must guard; ``submitter``:
+    the RayJob's name (its submitter pod is labelled ``job-name: <name>``)."""
+    problems = []
+    if policy.get("apiVersion") != "networking.k8s.io/v1" or policy.get("kind") != "NetworkPolicy":
+        problems.append("expected apiVersion networking.k8s.io/v1, kind NetworkPolicy")
+    spec = policy.get("spec", {})
+    if "Ingress" not in (spec.get("policyTypes") or []):
+        problems.append("policyTypes does not include Ingress: ingress is not restricted")
+    for rule in spec.get("ingress") or []:
+        if not rule.get("from"):
+            problems.append("an ingress rule has no `from`: it admits every source")
+        if any("ipBlock" in peer for peer in rule.get("from") or []):
+            problems.append("an ingress rule admits an ipBlock (sources outside the cluster)")
+    for name, cluster in clusters.items():
+        head = _pod_labels(cluster, None, name)
+        workers = [_pod_labels(cluster, g, name) for g in cluster.get("workerGroupSpecs", [])]
+        if not _selects(spec.get("podSelector"), head):
+            problems.append(f"{name}: the podSelector does not select the head pod ({head})")
+        if any(_selects(spec.get("podSelector"), w) for w in workers):
+            problems.append(f"{name}: the podSelector also selects worker pods")
+        containers = cluster["headGroupSpec"]["template"]["spec"]["containers"]
+        ports = sorted({p["containerPort"] for c in containers for p in c.get("ports", [])})
+        metrics = int(cluster["headGroupSpec"]["rayStartParams"].get("metrics-export-port", -1))
+        # outside the Ray cluster: who may reach which head port (the metrics port: anyone)
+        outsiders = {
+            "a pod outside the Ray cluster (this namespace)": ({"app": "other"}, True, ()),
+            "a pod outside the Ray cluster (another namespace)": ({"app": "other"}, False, ()),
+            "the RayJob's submitter pod": ({"job-name": submitter}, True, (DASHBOARD_PORT,)),
+            "the KubeRay operator": (OPERATOR, False, (DASHBOARD_PORT,)),
+        }
+        for port in [*ports, RAY_PORT]:
+            for w in [head, *workers]:
+                if not _admits(policy, w, True, port):
+                    problems.append(f"{name}: pods of the cluster cannot reach the head's {port}")
+                    break
+            for who, (labels, same, allowed) in outsiders.items():
+                admitted = _admits(policy, labels, same, port)
+                if admitted and port != metrics and port not in allowed:
+                    problems.append(f"{name}: {who} reaches the head's port {port}")
+                elif not admitted and port in allowed:
+                    problems.append(f"{name}: {who} cannot reach the head's port {port}")
+    return problems
+
+
+def _guarded_clusters() -> dict[str, dict]:
+    return {
+        "itool": _load(RAYCLUSTER)["spec"],
+        "itool-train-x7k2p": _load(RAYJOB)["spec"]["rayClusterSpec"],
+    }
+
+
+def test_a_networkpolicy_admits_only_the_cluster_to_the_head():
+    assert (CLUSTER / "kuberay" / "networkpolicy.yaml").is_file()
+    job = _load(RAYJOB)["metadata"]["name"]
+    assert networkpolicy_problems(_load(NETWORKPOLICY), _guarded_clusters(), job) == []
+    head = _load(RAYCLUSTER)["spec"]["headGroupSpec"]["rayStartParams"]
+    assert head["dashboard-host"] == "0.0.0.0", "no longer needed? then drop this policy's reason"
+
+
+def _ingress(d):
+    return d["spec"]["ingress"]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (lambda d: d.update(kind="Policy"), "kind NetworkPolicy"),
+        (lambda d: d["spec"].update(policyTypes=["Egress"]), "does not include Ingress"),
+        (lambda d: _ingress(d).append({}), "admits every source"),
+        (lambda d: _ingress(d).append({"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}), "ipBlock"),
+        (lambda d: _ingress(d)[1].pop("ports"), "submitter pod reaches the head's port 6379"),
+        (lambda d: _ingress(d)[2].pop("ports"), "(another namespace) reaches the head's port 8265"),
+        (
+            lambda d: _ingress(d)[1]["from"].append({"podSelector": {}}),
+            "(this namespace) reaches the head's port 8265",
+        ),
+        (lambda d: _ingress(d).pop(0), "pods of the cluster cannot reach the head's 6379"),
+        (lambda d: _ingress(d)[1]["from"].pop(0), "submitter pod cannot reach"),
+        (lambda d: _ingress(d)[1]["from"].pop(1), "operator cannot reach"),
+        (
+            lambda d: d["spec"]["podSelector"]["matchLabels"].update(
+                {"ray.io/node-type": "worker"}
+            ),
+            "does not select the head",
+        ),
+        (
+            lambda d: d["spec"]["podSelector"]["matchLabels"].pop("ray.io/node-type"),
+            "also selects worker pods",
+        ),
+    ],
+)
+def test_networkpolicy_check_notices_breakage(breakage, expected):
+    doc = _load(NETWORKPOLICY)
+    breakage(doc)
+    problems = networkpolicy_problems(doc, _guarded_clusters(), _load(RAYJOB)["metadata"]["name"])
+    assert any(expected in p for p in problems), problems
+
+
+def test_networkpolicy_check_notices_a_cluster_without_the_label():
+    clusters = _guarded_clusters()
+    del clusters["itool"]["headGroupSpec"]["template"]["metadata"]
+    problems = networkpolicy_problems(_load(NETWORKPOLICY), clusters, "itool-train")
+    assert any("itool: the podSelector does not select the head" in p for p in problems)
 
 
 def test_the_image_is_built_on_the_pinned_ray():
