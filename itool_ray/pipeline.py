@@ -404,7 +404,8 @@ def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dic
                          autoscale=rt.cfg.replicas.autoscale())  # fmt: skip
     summary = result.summary
     keep = ("trees_finished", "pairs", "expansions", "failures", "prefix_cache_hit_rate")
-    return {k: summary[k] for k in keep if k in summary} | {"version": policy.version}
+    out = {k: summary[k] for k in keep if k in summary} | {"version": policy.version}
+    return out | {k: v for k, v in summary.items() if k.startswith("pairs_")}
 
 
 def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:

@@ -11,7 +11,7 @@ from itool_ray.mcts.checkpoint import tree_from_dict, tree_to_dict
 from itool_ray.mcts.config import MCTSConfig
 from itool_ray.mcts.core import Reward, SimulationCore
 from itool_ray.mcts.fake import FakeEngine, fake_outcome, make_fake_samples
-from itool_ray.mcts.pairs import Pair, extract_pairs, split_by_tree
+from itool_ray.mcts.pairs import Pair, extract_pairs, pair_stats, split_by_tree, terminal_reach
 from itool_ray.mcts.puct import effective_q, puct_score, select_child
 from itool_ray.mcts.rewards import CallsOutcome
 from itool_ray.mcts.search import (
@@ -52,11 +52,13 @@ __all__ = [
     "make_fake_samples",
     "merge_steps",
     "no_outcome",
+    "pair_stats",
     "puct_score",
     "request_seed",
     "search",
     "select_child",
     "split_by_tree",
     "tree_from_dict",
+    "terminal_reach",
     "tree_to_dict",
 ]

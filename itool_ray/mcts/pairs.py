@@ -41,6 +41,9 @@ class Pair:
             re-encoding of its text (which may split differently); None for pairs saved
             before ids were kept.
         chosen_o, rejected_o: the outcome term O of each step's state (None when unknown).
+        chosen_reach, rejected_reach: the best outcome O of a terminal state in each step's
+            subtree (1.0: the search found a correct complete response below it); None when
+            no terminal below it was scored with terms.
     """
 
     prompt_messages: tuple[dict[str, str], ...]
@@ -61,6 +64,8 @@ class Pair:
     prefix_token_ids: tuple[int, ...] | None = None
     chosen_o: float | None = None
     rejected_o: float | None = None
+    chosen_reach: float | None = None
+    rejected_reach: float | None = None
 
     @property
     def margin(self) -> float:
@@ -88,6 +93,8 @@ class Pair:
             ),
             "chosen_o": self.chosen_o,
             "rejected_o": self.rejected_o,
+            "chosen_reach": self.chosen_reach,
+            "rejected_reach": self.rejected_reach,
         }
 
     @classmethod
@@ -113,6 +120,8 @@ class Pair:
             ),
             chosen_o=d.get("chosen_o"),
             rejected_o=d.get("rejected_o"),
+            chosen_reach=d.get("chosen_reach"),
+            rejected_reach=d.get("rejected_reach"),
         )
 
 
@@ -137,6 +146,7 @@ def extract_pairs(
     messages = tuple(sample.messages) if sample is not None else ()
     tools = tuple(sample.tools) if sample is not None else ()
     Q, N, kids = tree._Q, tree._N, tree._kids  # package-internal read access, for speed
+    reach = terminal_reach(tree)
     out: list[Pair] = []
     for x, ks in enumerate(kids):
         if len(ks) < 2:
@@ -178,9 +188,53 @@ def extract_pairs(
                 prefix_token_ids=tree.prefix_token_ids(x),
                 chosen_o=tree.outcome(hi),
                 rejected_o=tree.outcome(lo),
+                chosen_reach=reach[hi],
+                rejected_reach=reach[lo],
             )
         )
     return out
+
+
+def terminal_reach(tree: Tree) -> list[float | None]:
+    """Per node, the best outcome O of a terminal node in its subtree (itself included);
+    None where no terminal below carries an outcome term. One pass, children after parents."""
+    n = len(tree)
+    best: list[float | None] = [None] * n
+    term, outcome, parent = tree._term, tree._O, tree._parent
+    for x in range(n - 1, -1, -1):
+        if term[x] and outcome[x] is not None:
+            o = outcome[x]
+            best[x] = o if best[x] is None else max(best[x], o)
+        if x and best[x] is not None:
+            p = parent[x]
+            best[p] = best[x] if best[p] is None else max(best[p], best[x])
+    return best
+
+
+def pair_stats(pairs: Sequence[Pair]) -> dict[str, float | int | None]:
+    """What a set of pairs says about the search that made them: the mean Q gap chosen -
+    rejected, and the fraction of pairs whose chosen step lies on a path to a correct
+    terminal (reach 1.0) while the rejected step does not (a step with no scored terminal
+    below it does not), and the other way round (the search preferring the wrong step).
+    Fractions are over the pairs where at least one side has a scored terminal below it."""
+    n = len(pairs)
+
+    def ok(v: float | None) -> bool:
+        return v is not None and v >= 1.0
+
+    known = [p for p in pairs if p.chosen_reach is not None or p.rejected_reach is not None]
+    m = len(known)
+    good = sum(ok(p.chosen_reach) and not ok(p.rejected_reach) for p in known)
+    bad = sum(ok(p.rejected_reach) and not ok(p.chosen_reach) for p in known)
+    both = sum(ok(p.chosen_reach) and ok(p.rejected_reach) for p in known)
+    return {
+        "pairs": n,
+        "mean_q_gap": sum(p.margin for p in pairs) / n if n else None,
+        "pairs_with_reach": m,
+        "chosen_only_reaches_correct": good / m if m else None,
+        "rejected_only_reaches_correct": bad / m if m else None,
+        "both_reach_correct": both / m if m else None,
+    }
 
 
 def split_by_tree(

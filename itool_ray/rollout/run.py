@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from itool_ray.mcts import MCTSConfig, Pair
+from itool_ray.mcts import MCTSConfig, Pair, pair_stats
 from itool_ray.rollout.autoscale import AutoscaleSettings
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
 from itool_ray.rollout.pool import ReplicaPool
@@ -72,6 +72,7 @@ class RolloutResult:
         busy = [i["busy_seconds"] / max(i["uptime_seconds"], 1e-9) for i in infos]
         return {
             **self.progress,
+            **{f"pairs_{k}": v for k, v in pair_stats(self.pairs).items() if k != "pairs"},
             "prefix_cache_hit_rate": cached / prompt if prompt else 0.0,
             "generated_tokens": sum(i["generated_tokens"] for i in infos),
             "replica_busy_fraction": busy,

@@ -14,6 +14,8 @@ from itool_ray.mcts import (
     Tree,
     extract_pairs,
     fake_outcome,
+    pair_stats,
+    terminal_reach,
     make_fake_samples,
     search,
 )
@@ -55,6 +57,29 @@ def test_one_terminal_simulation_by_hand():
     assert t.value(0) == pytest.approx(v_root)
     pairs = {p.node_id: (p.chosen, p.rejected) for p in extract_pairs(t)}
     assert pairs == {0: ("a, ", "b, "), 1: ("c]", "d, ")}
+
+
+def test_terminal_reach_and_pair_stats():
+    cfg = MCTSConfig(gamma=0.5)
+    t = Tree("reach", cfg, root_reward=0.0)
+    leaf = t.select()
+    t.expand(leaf, [make_step("a, ", -1.0), make_step("b, ", -1.0)])
+    t.backup(leaf, [0.4, 0.2], [(0.4, 0.0), (0.2, 0.0)])
+    nxt = leaf.next
+    t.expand(nxt, [make_step("c]", -1.0, terminal=True), make_step("d]", -1.0, terminal=True)])
+    t.backup(nxt, [1.0, 0.0], [(1.0, 0.0), (0.0, 0.0)])
+    assert terminal_reach(t) == [1.0, 1.0, None, 1.0, 0.0]
+    pairs = extract_pairs(t)
+    by_node = {p.node_id: p for p in pairs}
+    assert (by_node[0].chosen_reach, by_node[0].rejected_reach) == (1.0, None)
+    assert (by_node[1].chosen_reach, by_node[1].rejected_reach) == (1.0, 0.0)
+    assert by_node[1].chosen_o == 1.0 and by_node[1].rejected_o == 0.0
+    stats = pair_stats(pairs)
+    assert stats["pairs"] == 2 and stats["chosen_only_reaches_correct"] == 1.0
+    assert stats["rejected_only_reaches_correct"] == 0.0
+    assert stats["mean_q_gap"] == pytest.approx(sum(p.margin for p in pairs) / 2)
+    back = type(pairs[0]).from_dict(pairs[0].to_dict())
+    assert back == pairs[0]
 
 
 def test_one_step_mode_ends_after_one_expansion():
