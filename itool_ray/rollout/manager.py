@@ -39,6 +39,7 @@ from itool_ray.mcts import MCTSConfig, Reward, SimulationCore, Tree, extract_pai
 from itool_ray.mcts.core import EvalRequest, OutcomeFn
 from itool_ray.mcts.rewards import CallsOutcome
 from itool_ray.rollout.autoscale import AutoscaleSettings, ScalePolicy
+from itool_ray.rollout.journal import append_jsonl, read_jsonl, repair, write_jsonl_atomic
 from itool_ray.rollout.pool import ReplicaPool, ReplicaSpec
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class ManagerSettings:
             a full queue, the most the manager ever gives a replica): a tree moves only when
             its replica is backed up and another is idle. A smaller value moves trees all the
             time under load, since every answered call drops a replica's load by a batch.
+        call_timeout_s: deadline of one replica call (expansion batch or root evaluations).
+            A call past it counts as a hang: the replica is marked down and restarted (Ray
+            replaces the actor), its leaves are abandoned and selected again elsewhere.
+            None: no deadline.
     """
 
     max_batch: int = 64
@@ -70,10 +75,15 @@ class ManagerSettings:
     revive_every_s: float = 3.0
     overload: int | None = None
     keep_trees: int = 2
+    call_timeout_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.calls_per_replica < 1:
             raise ValueError("ManagerSettings.max_batch and calls_per_replica must be >= 1")
+        if self.call_timeout_s is not None and not self.call_timeout_s > 0:
+            raise ValueError(
+                f"ManagerSettings.call_timeout_s must be > 0 (or None), got {self.call_timeout_s!r}"
+            )
         if self.overload is not None and self.overload < 1:
             raise ValueError("ManagerSettings.overload must be >= 1 (or None)")
 
@@ -125,6 +135,7 @@ class TreeManager:
         self.expansions = 0
         self.tokens = 0  # generated tokens of the steps backed up
         self.failures = 0
+        self.hangs = 0  # replica calls past call_timeout_s
         self._rate_mark = (time.monotonic(), 0, 0)  # (t, expansions, tokens) of the last rate
         self.started = time.monotonic()
         self.instance = uuid.uuid4().hex[:12]  # a restarted manager is a new instance
@@ -139,30 +150,36 @@ class TreeManager:
     def _resume(self) -> None:
         assert self.out_dir is not None
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        done_file, pairs_file = self.out_dir / "finished.jsonl", self.out_dir / "pairs.jsonl"
-        if done_file.exists():
-            for line in done_file.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self.finished[rec["tree_id"]] = rec["pairs"]
+        out = self.out_dir
+        done_file, pairs_file = out / "finished.jsonl", out / "pairs.jsonl"
+        kept_file = out / "trees_finished.jsonl"
+        for f in (done_file, pairs_file, kept_file, out / "scaling.jsonl"):
+            repair(f)  # a write cut by a kill leaves a torn last line: drop it
+        for rec in read_jsonl(done_file)[0]:
+            self.finished[rec["tree_id"]] = rec["pairs"]
         if pairs_file.exists():  # drop pairs of a tree whose "finished" line never made it
-            keep = [
-                line for line in pairs_file.read_text().splitlines()
-                if line.strip() and json.loads(line)["tree_id"] in self.finished
-            ]  # fmt: skip
-            pairs_file.write_text("".join(line + "\n" for line in keep))
+            pairs = read_jsonl(pairs_file)[0]
+            keep = [p for p in pairs if p.get("tree_id") in self.finished]
+            if len(keep) != len(pairs):
+                write_jsonl_atomic(pairs_file, keep)
             self.pairs_emitted = len(keep)
-        kept_file = self.out_dir / "trees_finished.jsonl"
-        if kept_file.exists():
-            self._kept = len(kept_file.read_text().splitlines())
-        trees_file = self.out_dir / "trees.json"
-        if trees_file.exists():
-            saved = json.loads(trees_file.read_text())
-            for tid, d in saved.items():
-                if tid in self.samples and tid not in self.finished:
+        self._kept = len(read_jsonl(kept_file)[0])
+        trees_file = out / "trees.json"
+        saved: dict[str, Any] = {}
+        if trees_file.exists():  # written atomically; unreadable only if damaged by hand
+            try:
+                saved = json.loads(trees_file.read_text())
+            except (ValueError, RecursionError) as e:
+                log.warning("resume: %s unreadable (%s); its trees start again", trees_file, e)
+        for tid, d in saved.items():
+            if tid in self.samples and tid not in self.finished:
+                try:
                     self.trees[tid] = Tree.from_dict(d, self.config)
-                    self.trees[tid].policy_version = self.version
-                    self._prompt_roots.add(tid)
+                except (ValueError, KeyError, TypeError) as e:
+                    log.warning("resume: tree %s not restored (%s); it starts again", tid, e)
+                    continue
+                self.trees[tid].policy_version = self.version
+                self._prompt_roots.add(tid)
         log.info("resume: %d trees finished, %d restored", len(self.finished), len(self.trees))
 
     def checkpoint(self) -> None:
@@ -177,16 +194,14 @@ class TreeManager:
         tree = self.trees.pop(tid)
         pairs = extract_pairs(tree, self.samples[tid])
         if self.out_dir is not None:
+            out = self.out_dir
             if self._kept < self.settings.keep_trees:
-                with open(self.out_dir / "trees_finished.jsonl", "a") as f:
-                    f.write(json.dumps(tree.to_dict()) + "\n")
+                append_jsonl(out / "trees_finished.jsonl", [tree.to_dict()])
                 self._kept += 1
-            with open(self.out_dir / "pairs.jsonl", "a") as f:
-                for p in pairs:
-                    f.write(json.dumps(p.to_dict()) + "\n")
-            with open(self.out_dir / "finished.jsonl", "a") as f:
-                f.write(json.dumps({"tree_id": tid, "pairs": len(pairs), "nodes": len(tree),
-                                    "simulations": tree.simulations}) + "\n")  # fmt: skip
+            # pairs before the "finished" line: a kill in between leaves pairs that resume drops
+            append_jsonl(out / "pairs.jsonl", [p.to_dict() for p in pairs])
+            append_jsonl(out / "finished.jsonl", [{"tree_id": tid, "pairs": len(pairs),
+                          "nodes": len(tree), "simulations": tree.simulations}])  # fmt: skip
         self.finished[tid] = len(pairs)
         self.pairs_emitted += len(pairs)
         self.pool.forget(tid)
@@ -204,6 +219,7 @@ class TreeManager:
             "pairs": self.pairs_emitted,
             "expansions": self.expansions,
             "failures": self.failures,
+            "hangs": self.hangs,
             "replicas_healthy": len(self.pool.healthy()),
             "trees_restored": len(self._prompt_roots),
             "replicas_starting": len(self.pool.starting()),
@@ -273,7 +289,8 @@ class TreeManager:
             async def one(i: int, js: list[int]) -> tuple[list[int], list[float]]:
                 reqs = [EvalRequest(tids[j], 0, tuple(self.samples[tids[j]].messages),
                                     tuple(self.samples[tids[j]].tools), "", False) for j in js]  # fmt: skip
-                return js, await self.pool.replicas[i].handle.evaluate.remote(reqs)
+                ref = self.pool.replicas[i].handle.evaluate.remote(reqs)
+                return js, await self._await(ref, self.settings.call_timeout_s)
 
             # every replica at once (one after the other cost one engine call per replica)
             for js, out in await asyncio.gather(*(one(i, js) for i, js in by_replica.items())):
@@ -355,12 +372,16 @@ class TreeManager:
                 continue
             batch, self._queue[i] = queue, []
             ref = st.handle.expand.remote([r for _, _, r in batch])
-            inflight[asyncio.ensure_future(self._await(ref))] = (i, batch)
+            call = self._await(ref, self.settings.call_timeout_s)
+            inflight[asyncio.ensure_future(call)] = (i, batch)
             calls[i] = calls.get(i, 0) + 1
 
     @staticmethod
-    async def _await(ref):
-        return await ref
+    async def _await(ref, timeout: float | None = None):
+        async def get():
+            return await ref
+
+        return await asyncio.wait_for(get(), timeout)
 
     def _absorb(self, i: int, batch: list, task: asyncio.Task) -> None:
         st = self.pool.replicas[i]
@@ -371,7 +392,14 @@ class TreeManager:
         if exc is not None:
             self.failures += 1
             metrics.inc("replica_failures_total")
-            self.pool.mark_down(i, f"{type(exc).__name__}: {exc}"[:300])
+            if isinstance(exc, TimeoutError):  # hung: a fresh actor instead of a revival
+                self.hangs += 1
+                metrics.inc("replica_hangs_total")
+                reason = f"no answer within call_timeout_s={self.settings.call_timeout_s}"
+                self.pool.mark_down(i, reason)
+                self.pool.restart(i)
+            else:
+                self.pool.mark_down(i, f"{type(exc).__name__}: {exc}"[:300])
             for tree, leaf, _ in batch:
                 tree.abandon(leaf)
             return
@@ -429,8 +457,7 @@ class TreeManager:
         self.scale_events.append(rec)
         log.info("autoscale: %s", rec)
         if self.out_dir is not None:
-            with open(self.out_dir / "scaling.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_jsonl(self.out_dir / "scaling.jsonl", [rec])
 
     def _publish(self) -> None:
         now = time.monotonic()

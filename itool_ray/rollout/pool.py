@@ -325,6 +325,16 @@ class ReplicaPool:
 
         return list(await asyncio.gather(*(one(st) for st in self.replicas)))
 
+    def restart(self, i: int) -> None:
+        """Replace a hung replica: kill its actor and let Ray restart it (``max_restarts``);
+        it comes back through ``revive``. A handle that is not a Ray actor is left alone."""
+        import ray
+
+        try:
+            ray.kill(self.replicas[i].handle, no_restart=False)
+        except Exception as e:  # not an actor handle (in-process replicas), or already gone
+            log.warning("replica %s: restart not possible (%s)", self.replicas[i].name, e)
+
     def kill(self, i: int, no_restart: bool = False) -> None:
         import ray
 

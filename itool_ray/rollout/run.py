@@ -14,6 +14,7 @@ from typing import Any
 
 from itool_ray.mcts import MCTSConfig, Pair, pair_stats
 from itool_ray.rollout.autoscale import AutoscaleSettings
+from itool_ray.rollout.journal import read_jsonl
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
 from itool_ray.rollout.pool import ReplicaPool
 
@@ -80,7 +81,8 @@ class RolloutResult:
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
-    return [Pair.from_dict(json.loads(x)) for x in Path(path).read_text().splitlines() if x.strip()]
+    """The pairs of a rollout's ``pairs.jsonl`` (a torn last line is dropped)."""
+    return [Pair.from_dict(d) for d in read_jsonl(path)[0]]
 
 
 def run_rollout(
