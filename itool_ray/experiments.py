@@ -65,29 +65,137 @@ def _seed_from(main: Path, run: Path, stages: tuple[str, ...]) -> None:
 
 
 def mean_accuracy(row: dict[str, Any]) -> float | None:
-    accs = [v["accuracy"] for v in row.values() if isinstance(v, dict) and "accuracy" in v]
+    """Mean accuracy over the held-out sets (not ``all`` / ``hard`` / the 2+ call subsets)."""
+    accs = [
+        v["accuracy"]
+        for k, v in row.items()
+        if isinstance(v, dict) and "accuracy" in v and k not in ("all", "hard")
+        and not k.endswith("(2+ calls)")
+    ]  # fmt: skip
     return sum(accs) / len(accs) if accs else None
 
 
 def _done(path: Path) -> dict[str, Any] | None:
+    """A finished stage's summary (its DONE marker without the runner's manifest)."""
     marker = path / "DONE"
-    return json.loads(marker.read_text()) if marker.is_file() else None
+    if not marker.is_file():
+        return None
+    from itool_ray.stages import MANIFEST_KEY
+
+    return {k: v for k, v in json.loads(marker.read_text()).items() if k != MANIFEST_KEY}
+
+
+def row_stages(cfg: ExperimentsConfig) -> dict[str, tuple[Path, Path | None, Path | None]]:
+    """Row name -> (its evaluation stage, its MCTS stage, its DPO stage) folders."""
+    root, main = Path(cfg.run_dir), Path(cfg.run_dir) / "itool"
+    out: dict[str, tuple[Path, Path | None, Path | None]] = {
+        "base": (main / "eval-base", None, None)
+    }
+    if cfg.mixed_sft:
+        out["mixed SFT"] = (root / "mixed-sft" / "eval-sft", None, None)
+    out["easy-to-hard SFT"] = (main / "eval-sft", None, None)
+    for it in range(1, cfg.iterations + 1):
+        out[f"iTool iter {it} (DPO)"] = (
+            main / f"iter{it}-eval",
+            main / f"iter{it}-mcts",
+            main / f"iter{it}-dpo",
+        )
+    for loss in cfg.losses:
+        run = root / f"loss-{loss}"
+        out[f"iter 1 with {loss.upper()}"] = (run / "iter1-eval", run / "iter1-mcts",
+                                               run / "iter1-dpo")  # fmt: skip
+    return out
 
 
 def collect_rows(cfg: ExperimentsConfig) -> dict[str, dict[str, Any] | None]:
     """The table's rows from the runs' finished evaluation stages (None: not run yet), so a
-    partial set of runs still gives a table."""
-    root, main = Path(cfg.run_dir), Path(cfg.run_dir) / "itool"
-    rows: dict[str, dict[str, Any] | None] = {"base": _done(main / "eval-base")}
-    if cfg.mixed_sft:
-        rows["mixed SFT"] = _done(root / "mixed-sft" / "eval-sft")
-    rows["easy-to-hard SFT"] = _done(main / "eval-sft")
-    for it in range(1, cfg.iterations + 1):
-        row, mcts = _done(main / f"iter{it}-eval"), _done(main / f"iter{it}-mcts")
-        rows[f"iTool iter {it} (DPO)"] = row and {**row, "pairs": (mcts or {}).get("pairs")}
-    for loss in cfg.losses:
-        rows[f"iter 1 with {loss.upper()}"] = _done(root / f"loss-{loss}" / "iter1-eval")
+    partial set of runs still gives a table. A row holds, per held-out set, its accuracy with
+    a Wilson 95% interval; ``all`` (every held-out record) and ``hard`` (records whose gold
+    makes 2+ calls); and, for iTool rows, the MCTS pair statistics and the post-training pair
+    scores of its DPO stage."""
+    rows: dict[str, dict[str, Any] | None] = {}
+    for name, (ev, mcts, dpo) in row_stages(cfg).items():
+        row = _done(ev)
+        if row is None:
+            rows[name] = None
+            continue
+        records = row_records(ev)
+        if records:
+            row = {**row, **_with_intervals(records)}
+        if mcts is not None:
+            m = _done(mcts) or {}
+            row["pairs"] = m.get("pairs")
+            row["mcts"] = {k: v for k, v in m.items() if k.startswith("pairs_")}
+        if dpo is not None:
+            d = _done(dpo) or {}
+            row["dpo"] = {k: d.get(k) for k in ("trained_pairs", "heldout_pairs", "pairs",
+                                                "heldout_trees", "seconds")}  # fmt: skip
+        rows[name] = row
     return rows
+
+
+def row_records(eval_dir: Path) -> dict[str, dict[str, tuple[bool, int]]]:
+    """Set name -> record id -> (correct, gold calls), from an evaluation stage's results."""
+    f = eval_dir / "results.json"
+    if not f.is_file():
+        return {}
+    out: dict[str, dict[str, tuple[bool, int]]] = {}
+    for part in json.loads(f.read_text()):
+        recs = part.get("records") or []
+        out[part["name"]] = {r["id"]: (bool(r["correct"]), int(r["gold_calls"])) for r in recs}
+    return out
+
+
+def _flat(records: dict[str, dict[str, tuple[bool, int]]], hard: bool = False) -> dict[str, bool]:
+    return {
+        f"{name}/{rid}": ok
+        for name, recs in records.items()
+        for rid, (ok, calls) in recs.items()
+        if not hard or calls >= 2
+    }
+
+
+def _cell(flat: dict[str, bool]) -> dict[str, Any]:
+    from itool_ray.eval.stats import wilson
+
+    n, k = len(flat), sum(flat.values())
+    lo, hi = wilson(k, n)
+    return {"accuracy": k / n if n else 0.0, "n": n, "correct": k, "ci95": [lo, hi]}
+
+
+def _with_intervals(records: dict[str, dict[str, tuple[bool, int]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {name: _cell(_flat({name: recs})) for name, recs in records.items()}
+    for name, recs in records.items():
+        if name.startswith("seal-tools/"):
+            out[f"{name} (2+ calls)"] = _cell(_flat({name: recs}, hard=True))
+    out["all"] = _cell(_flat(records))
+    out["hard"] = _cell(_flat(records, hard=True))
+    return out
+
+
+def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
+    """The paper's comparisons as exact McNemar tests on the same records: base vs SFT,
+    mixed vs easy-to-hard SFT, SFT vs each iteration (all records and hard ones), DPO vs each
+    other loss at iteration 1."""
+    from itool_ray.eval.stats import paired
+
+    stages = row_stages(cfg)
+    recs = {name: row_records(ev) for name, (ev, _, _) in stages.items() if _done(ev)}
+    its = [f"iTool iter {i} (DPO)" for i in range(1, cfg.iterations + 1)]
+    wanted = [("base", "easy-to-hard SFT", "all")]
+    if cfg.mixed_sft:
+        wanted.append(("mixed SFT", "easy-to-hard SFT", "all"))
+    for it in its:
+        wanted += [("easy-to-hard SFT", it, "all"), ("easy-to-hard SFT", it, "hard")]
+    wanted += [(its[0], f"iter 1 with {loss.upper()}", "all") for loss in cfg.losses]
+    out = []
+    for a, b, subset in wanted:
+        if a not in recs or b not in recs:
+            continue
+        hard = subset == "hard"
+        test = paired(_flat(recs[a], hard), _flat(recs[b], hard))
+        out.append({"a": a, "b": b, "records": subset, **test.to_dict()})
+    return out
 
 
 def summarize(cfg: ExperimentsConfig, seconds: dict[str, float] | None = None) -> dict:
@@ -99,6 +207,7 @@ def summarize(cfg: ExperimentsConfig, seconds: dict[str, float] | None = None) -
         "seconds": seconds or {},
         "rows": rows,
         "mean_accuracy": {k: v and mean_accuracy(v) for k, v in rows.items()},
+        "comparisons": comparisons(cfg),
     }
     root = Path(cfg.run_dir)
     (root / "results.json").write_text(json.dumps(result, indent=1))
@@ -138,6 +247,16 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
     return summarize(cfg, seconds)
 
 
+def _fmt_cell(v: Any) -> str:
+    if not isinstance(v, dict) or "accuracy" not in v:
+        return "-"
+    n = v["n"]
+    k = v.get("correct", round(v["accuracy"] * n))
+    ci = v.get("ci95")
+    band = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return f"{v['accuracy']:.3f} ({k}/{n}){band}"
+
+
 def results_markdown(result: dict[str, Any]) -> str:
     rows = result["rows"]
     sets: list[str] = []
@@ -145,7 +264,8 @@ def results_markdown(result: dict[str, Any]) -> str:
         sets += [k for k, v in (row or {}).items() if isinstance(v, dict) and "accuracy" in v]
     sets = list(dict.fromkeys(sets))
     lines = [
-        f"Measured {result['date']}, seed {result['seed']}.",
+        f"Measured {result['date']}, seed {result['seed']}. Accuracy (correct/n) [Wilson 95% "
+        "interval]; `all`: every held-out record, `hard`: records whose gold makes 2+ calls.",
         "",
         "| model | " + " | ".join(sets) + " | mean | pairs |",
         "|---|" + "---|" * (len(sets) + 2),
@@ -154,15 +274,43 @@ def results_markdown(result: dict[str, Any]) -> str:
         if row is None:
             lines.append(f"| {name} | " + " | ".join("-" for _ in sets) + " | not run yet | - |")
             continue
-        cells = []
-        for s in sets:
-            v = row.get(s)
-            cells.append(f"{v['accuracy']:.3f} ({round(v['accuracy'] * v['n'])}/{v['n']})"
-                         if isinstance(v, dict) else "-")  # fmt: skip
+        cells = [_fmt_cell(row.get(s)) for s in sets]
         mean = result["mean_accuracy"][name]
         pairs = row.get("pairs")
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {'-' if mean is None else f'{mean:.3f}'} | {'-' if pairs is None else pairs} |")  # fmt: skip
+    comps = result.get("comparisons") or []
+    if comps:
+        lines += ["", "Paired comparisons (exact McNemar on the same records):", "",
+                  "| A | B | records | n | A right | B right | only A | only B | B - A | p |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for c in comps:
+            lines.append(
+                f"| {c['a']} | {c['b']} | {c['records']} | {c['n']} | {c['a_correct']} | "
+                f"{c['b_correct']} | {c['only_a']} | {c['only_b']} | "
+                f"{100 * c['difference']:+.1f} pts | {c['p_value']:.3g} |"
+            )
+    mcts = [(k, r) for k, r in rows.items() if r and (r.get("mcts") or r.get("dpo"))]
+    if mcts:
+        lines += ["", "Search and preference training per iTool row (pair accuracy and mean "
+                  "log-ratio margin measured after the update, trained policy vs its reference):",
+                  "", "| row | pairs | mean Q gap | chosen alone reaches a correct terminal | "
+                  "trained pairs acc (margin) | held-out pairs acc (margin) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for k, r in mcts:
+            m, d = r.get("mcts") or {}, r.get("dpo") or {}
+
+            def sc(x):
+                return (
+                    "-" if not x else f"{x['accuracy']:.2f} ({x['mean_margin']:+.2f}, n={x['n']})"
+                )
+
+            gap, reach = m.get("pairs_mean_q_gap"), m.get("pairs_chosen_only_reaches_correct")
+            lines.append(
+                f"| {k} | {r.get('pairs', '-')} | {'-' if gap is None else f'{gap:.3f}'} | "
+                f"{'-' if reach is None else f'{reach:.2f}'} | {sc(d.get('trained_pairs'))} | "
+                f"{sc(d.get('heldout_pairs'))} |"
+            )
     lines += ["", "Wall time per run (s): "
               + ", ".join(f"{k} {v}" for k, v in result["seconds"].items())]  # fmt: skip
     return "\n".join(lines) + "\n"

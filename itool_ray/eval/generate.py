@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from itool_ray.data import Sample, render_prompt
-from itool_ray.eval.scoring import EvalSummary, score_response, summarize
+from itool_ray.eval.scoring import (
+    EvalSummary,
+    Scored,
+    gold_call_count,
+    score_response,
+    summarize,
+)
 
 Responder = Callable[[list[Sample]], Sequence[str | None]]
 """Greedy responses for samples, in order; None where the prompt does not fit the context."""
@@ -32,8 +38,20 @@ def score_sets(sets: Mapping[str, Sequence[Sample]], respond: Responder) -> list
         if text is None:
             skipped[name] += 1
         else:
-            scored[name].append(score_response(s, text))
+            scored[name].append(score_one(name, s, text))
     return [summarize(name, scored[name], skipped[name]) for name in sets]
+
+
+def score_one(set_name: str, sample: Sample, response: str) -> Scored:
+    """A BFCL set (``bfcl/<category>``) is judged by BFCL's official AST checker (as the
+    benchmark does), any other set by the project's BFCL-compatible checker."""
+    if set_name.startswith("bfcl/"):
+        from itool_ray.eval.benchmarks import judge
+
+        v = judge(set_name, sample, response)
+        return Scored(sample.id, response, v.correct, v.partial, v.parse_error,
+                      gold_call_count(sample))  # fmt: skip
+    return score_response(sample, response)
 
 
 def policy_responder(policy, *, max_tokens: int = 192) -> Responder:

@@ -29,15 +29,28 @@ class Scored:
     correct: bool
     partial: float
     parse_error: str | None = None
+    gold_calls: int = 0  # calls in the gold answer (0: a text answer): 2+ is a "hard" row
+
+
+def gold_call_count(sample: Sample) -> int:
+    """Number of calls the gold answer makes (0 for a text answer or an unparsable gold)."""
+    if sample.ground_truth is not None:
+        return len(sample.ground_truth)
+    try:
+        calls = parse_calls(sample.gold)
+    except CallParseError:
+        return 0
+    return len(calls or ())
 
 
 def score_response(sample: Sample, response: str) -> Scored:
+    n = gold_call_count(sample)
     try:
         predicted = parse_calls(response)
     except CallParseError as e:
-        return Scored(sample.id, response, False, 0.0, f"{e.reason} at {e.position}")
+        return Scored(sample.id, response, False, 0.0, f"{e.reason} at {e.position}", n)
     result = check_calls(predicted, gold_ground_truth(sample), list(sample.tools))
-    return Scored(sample.id, response, result.correct, result.partial)
+    return Scored(sample.id, response, result.correct, result.partial, gold_calls=n)
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,8 @@ class EvalSummary(Counts):
     """Accuracy of one model on one held-out set, with a few wrong answers as examples."""
 
     examples: list[dict] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    """Every scored record: ``{"id", "correct", "gold_calls"}`` (paired tests, hard rows)."""
 
 
 def summarize(name: str, scored: Sequence[Scored], skipped: int = 0, keep: int = 3) -> EvalSummary:
@@ -87,5 +102,8 @@ def summarize(name: str, scored: Sequence[Scored], skipped: int = 0, keep: int =
                 "parse_error": s.parse_error,
             }
             for s in scored[:keep]
+        ],
+        records=[
+            {"id": s.sample_id, "correct": s.correct, "gold_calls": s.gold_calls} for s in scored
         ],
     )

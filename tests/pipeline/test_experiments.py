@@ -80,3 +80,45 @@ def test_table_from_partial_runs(tmp_path):
     assert "| iTool iter 1 (DPO) | 0.750 (6/8) | 0.750 | 21 |" in md
     assert "| iter 1 with ORPO | - | not run yet | - |" in md
     assert json.loads((root / "results.json").read_text())["mean_accuracy"]["base"] == 0.25
+
+
+def test_intervals_and_paired_tests_from_per_record_results(tmp_path):
+    from itool_ray.eval.stats import mcnemar_exact, wilson
+
+    lo, hi = wilson(24, 60)
+    assert lo == pytest.approx(0.2857, abs=1e-3) and hi == pytest.approx(0.5263, abs=1e-3)
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 10) == pytest.approx(2 / 2**10)
+    assert mcnemar_exact(3, 7) == pytest.approx(mcnemar_exact(7, 3))
+
+    root = tmp_path / "exp"
+    ids = [f"r{i}" for i in range(40)]
+
+    def stage(name, correct):
+        path = root / "itool" / name
+        path.mkdir(parents=True)
+        recs = [{"id": r, "correct": r in correct, "gold_calls": 1 + (i % 2)}
+                for i, r in enumerate(ids)]  # fmt: skip
+        (path / "results.json").write_text(json.dumps([{"name": "synth", "records": recs}]))
+        (path / "DONE").write_text(json.dumps(
+            {"synth": {"accuracy": len(correct) / 40, "n": 40}, "_stage": {"x": 1}}))  # fmt: skip
+
+    stage("eval-base", set(ids[:4]))
+    stage("eval-sft", set(ids[:30]))  # right on 26 more records, wrong on none base got
+    cfg = load_config(ExperimentsConfig, None, [f"run_dir={root}", "iterations=1",
+                                                "mixed_sft=false", "losses=[]"])  # fmt: skip
+    result = summarize(cfg)
+    sft = result["rows"]["easy-to-hard SFT"]
+    assert sft["all"]["n"] == 40 and sft["all"]["correct"] == 30
+    assert sft["hard"]["n"] == 20  # odd indices have 2 gold calls
+    assert "_stage" not in sft
+    (comp,) = result["comparisons"]
+    assert (comp["a"], comp["b"], comp["only_a"], comp["only_b"]) == (
+        "base",
+        "easy-to-hard SFT",
+        0,
+        26,
+    )
+    assert comp["p_value"] == pytest.approx(2 / 2**26)
+    md = (root / "results.md").read_text()
+    assert "| base | easy-to-hard SFT | all | 40 | 4 | 30 | 0 | 26 | +65.0 pts |" in md
