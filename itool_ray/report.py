@@ -212,7 +212,8 @@ def markdown(data: RunData, images: list[str]) -> str:
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write ``report.md`` and its PNG plots into ``out_dir`` (default ``run_dir/report``)."""
+    """Write ``report.md``, its PNG plots and ``report.html`` (``itool_ray.report_html``) into
+    ``out_dir`` (default ``run_dir/report``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,6 +266,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         _plot_tree(plt, tree, save)
     path = out / "report.md"
     path.write_text(markdown(data, images))
+    # ---- report.html beside it: the same tables and plots, and the tree browser ----------
+    from itool_ray.report_html import write_html
+
+    write_html(data.run_dir, out, markdown(data, []), images)
     return path
 
 
