@@ -58,6 +58,8 @@ from itool_ray.mcts.pairs import Pair
 from itool_ray.train._common import (
     ADAPTER_SUBDIR,
     Device,
+    StopOnNonFinite,
+    check_finite_training,
     cpu_threads,
     encode,
     first_last,
@@ -521,10 +523,15 @@ def train_dpo(
                    for k, d in (("trained", kept), ("heldout", held))}  # fmt: skip
         score_s = time.perf_counter() - t0
         trainer = make_preference_trainer(
-            model, tokenizer, kept, settings, out / "runs", device=device, callbacks=callbacks
-        )
+            model, tokenizer, kept, settings, out / "runs", device=device,
+            callbacks=[StopOnNonFinite(), *(callbacks or [])],
+        )  # fmt: skip
         start = time.perf_counter()
         trainer.train()
+        # before anything is scored, saved or broadcast: a NaN/Inf loss or weight fails here
+        check_finite_training(
+            model, trainer.state.log_history, what=f"{settings.loss} (lr={settings.lr:g})"
+        )
         seconds = time.perf_counter() - start
         scores: dict[str, PairScore | None] = {"trained": None, "heldout": None}
         t0 = time.perf_counter()

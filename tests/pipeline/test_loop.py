@@ -57,7 +57,9 @@ def test_one_iteration_stops_between_stages_and_resumes(ray_local, tiny_model_di
 
     # hard samples: the top alpha by perplexity under the SFT policy
     sel = json.loads((run_dir / "iter1-select" / "selection.json").read_text())
-    assert json.loads((run_dir / "iter1-select" / "DONE").read_text())["perplexity_on"] == "replicas"
+    assert (
+        json.loads((run_dir / "iter1-select" / "DONE").read_text())["perplexity_on"] == "replicas"
+    )
     ppl = sel["perplexities"]
     assert sel["k"] == len(sel["chosen_ids"]) >= 1 and len(ppl) == 9
     assert min(ppl[i] for i in sel["chosen_ids"]) >= max(
@@ -71,7 +73,11 @@ def test_one_iteration_stops_between_stages_and_resumes(ray_local, tiny_model_di
     assert {p["tree_id"] for p in pairs} <= set(sel["chosen_ids"])
     # DPO trained from the SFT adapter and the replicas switched to it without a restart
     dpo = json.loads((run_dir / "iter1-dpo" / "DONE").read_text())
-    assert dpo["steps"] == 2 and dpo["pairs"] == len(pairs)
+    # whole trees held out of training (train.heldout_pairs) are scored after it
+    assert dpo["pairs"] + (dpo["heldout_pairs"] or {}).get("n", 0) == len(pairs)
+    assert dpo["trained_pairs"]["n"] == dpo["pairs"] and dpo["trained_pairs"]["when"] == "after"
+    assert dpo["trained_trees"] + dpo["heldout_trees"] == len({p["tree_id"] for p in pairs})
+    assert dpo["steps"] >= 1
     assert (run_dir / "iter1-dpo" / "adapter" / "adapter_model.safetensors").is_file()
     broadcasts = [json.loads(x) for x in (run_dir / "broadcasts.jsonl").read_text().splitlines()]
     assert [b["version"] for b in broadcasts][-1] == 2

@@ -246,3 +246,19 @@ def test_fresh_adapter_uses_the_base_as_reference(tiny_model_dir, pairs, tmp_pat
     result = train_dpo(tiny_model_dir, None, pairs, tmp_path, settings)
     assert result.steps == 2 and abs(result.first_margin) < 1e-6
     assert result.last_margin > result.first_margin
+
+
+def test_nan_weights_fail_preference_training_before_saving(tiny_model_dir, pairs, tmp_path):
+    from transformers import TrainerCallback
+
+    from itool_ray.train._common import NonFiniteTrainingError
+
+    class Poison(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            with torch.no_grad():
+                next(p for n, p in model.named_parameters() if "lora_A" in n).fill_(float("nan"))
+
+    settings = DPOSettings(lr=1e-3, epochs=2, **FAST)
+    with pytest.raises(NonFiniteTrainingError):
+        train_dpo(tiny_model_dir, None, pairs, tmp_path, settings, callbacks=[Poison()])
+    assert not (tmp_path / "adapter").exists()
