@@ -322,3 +322,57 @@ def partial_credit(
     if matched < len(prefix):
         return 0.0
     return matched / len(gold)
+
+
+# -- memoisation helpers: the same verdicts, built from per-call rows a caller can cache --------
+
+
+def gold_row(
+    predicted: Call,
+    gold: GroundTruth,
+    tools: Sequence[dict[str, Any]] | None = None,
+    *,
+    dots_as_underscores: bool = False,
+) -> tuple[bool, ...]:
+    """For each gold call, whether `predicted` matches it (no `call_errors`).
+
+    The compatibility of one predicted call, which `check_calls` and `partial_credit` build
+    for every call they judge; it depends on the call alone, so a caller scoring many call
+    lists that share calls (the paths of a search tree) can compute it once per distinct call
+    and judge with `matched_from_rows`, `correct_from_rows` and `credit_from_rows`.
+    """
+    return tuple(
+        not call_errors(
+            predicted, g, _find_tool(tools, next(iter(g))), dots_as_underscores=dots_as_underscores
+        )
+        for g in gold
+    )
+
+
+def matched_from_rows(rows: Sequence[Sequence[bool]], n_gold: int) -> int:
+    """Size of a maximum one-to-one assignment of predicted calls (one `gold_row` each) to
+    the `n_gold` gold calls: the `matched` count of `check_calls` and `partial_credit`."""
+    compatible = [[j for j, row in enumerate(rows) if row[i]] for i in range(n_gold)]
+    return sum(j is not None for j in _max_matching(compatible, len(rows)))
+
+
+def correct_from_rows(rows: Sequence[Sequence[bool]] | None, gold: GroundTruth | None) -> bool:
+    """`check_calls(predicted, gold, tools).correct` from the predicted calls' `gold_row`s
+    (`rows` None = a text answer)."""
+    if not gold:
+        return not rows
+    if rows is None:
+        return False
+    return len(rows) == len(gold) == matched_from_rows(rows, len(gold))
+
+
+def credit_from_rows(rows: Sequence[Sequence[bool]], gold: GroundTruth | None) -> float:
+    """`partial_credit(predicted_prefix, gold, tools)` from the calls' `gold_row`s."""
+    if not gold:
+        return 0.0 if rows else 1.0
+    if len(rows) > len(gold):
+        return 0.0
+    matched = matched_from_rows(rows, len(gold))
+    if matched < len(rows):
+        return 0.0
+    return matched / len(gold)

@@ -132,6 +132,22 @@ class CallScanner:
     def text(self) -> str:
         return self._text
 
+    def copy(self) -> CallScanner:
+        """An independent scanner in the same state: feeding one never changes the other.
+
+        O(number of complete calls + open brackets): the text and the parsed `Call`s are
+        shared (neither is ever mutated by the scanner), only the lists are copied. Scanning
+        `a` then feeding `b` to a copy gives the same view as scanning `a + b` (the scanner is
+        incremental), so callers can keep the state of a shared prefix and continue it.
+        """
+        other = object.__new__(CallScanner)
+        other.__dict__.update(self.__dict__)
+        other._stack = list(self._stack)
+        other._commas = list(self._commas)
+        other._calls = list(self._calls)
+        other._call_ends = list(self._call_ends)
+        return other
+
     def feed(self, chunk: str) -> PartialCalls:
         """Append `chunk` to the text and return the updated view."""
         if chunk:
