@@ -221,11 +221,11 @@ class World:
             return error_result(f"name '{name}' is not defined")
         if not isinstance(call.arguments, dict):
             return error_result(f"{spec.qualname}() arguments must be a dict of keywords")
-        problem = check_arguments(spec, call.arguments)
-        if problem is not None:
-            return error_result(problem)
         instance = self._instances[spec.class_name]
         try:
+            problem = check_arguments(spec, call.arguments)
+            if problem is not None:
+                return error_result(problem)
             kwargs = copy.deepcopy(call.arguments)  # the method may keep and mutate them
             with _contained(spec.class_name):
                 return result_string(spec.function(instance, **kwargs))

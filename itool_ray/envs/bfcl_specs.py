@@ -28,8 +28,9 @@ from bfcl.eval_checker.multi_turn_eval.multi_turn_utils import CLASS_FILE_PATH_M
 
 from itool_ray.envs.bfcl_data import class_function_docs
 
-MAX_PRECISION = 10_000
-"""Largest ``precision`` / ``decimal_places`` accepted by ``MathAPI`` (digits)."""
+MAX_PRECISION = 1_000
+"""Largest ``precision`` / ``decimal_places`` accepted by ``MathAPI`` (digits; the gold uses
+<= 10; a logarithm at 1,000 digits takes milliseconds, at 10,000 about half a second)."""
 
 MAX_POWER_DIGITS = 100_000
 """Largest integer ``MathAPI.power`` result accepted, in decimal digits."""
@@ -209,6 +210,8 @@ def _power_digits(arguments: Mapping[str, Any]) -> float:
     base, exponent = arguments.get("base"), arguments.get("exponent")
     if not (_int(base) and _int(exponent)) or exponent <= 0 or abs(base) <= 1:
         return 0.0
+    if exponent > 4 * MAX_POWER_DIGITS:  # |base| >= 2: over 0.3 digits per unit of exponent
+        return math.inf
     return exponent * math.log10(abs(base))
 
 
