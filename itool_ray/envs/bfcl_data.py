@@ -110,6 +110,9 @@ class MultiTurnEntry:
     gold: tuple[tuple[str, ...], ...]
     long_context: bool
 
+    def __hash__(self) -> int:  # the dict fields are not hashable; the id is unique
+        return hash((self.category, self.id))
+
     @property
     def num_turns(self) -> int:
         return len(self.turns)
@@ -144,14 +147,17 @@ def bfcl_data_dir() -> Path:
 
 @cache
 def class_function_docs(class_name: str) -> tuple[Mapping[str, Any], ...]:
-    """The function docs of one BFCL class, from ``multi_turn_func_doc/`` (cached)."""
+    """The function docs of one BFCL class, from the installed package's
+    ``multi_turn_func_doc/`` (they belong with its classes; cached)."""
     if class_name not in MULTI_TURN_FUNC_DOC_FILE_MAPPING:
         raise ValueError(f"unknown BFCL class {class_name!r}; known: {KNOWN_CLASSES}")
     path = bfcl_data_dir() / "multi_turn_func_doc" / MULTI_TURN_FUNC_DOC_FILE_MAPPING[class_name]
     docs = []
     for line_no, value in _json_lines(path):
         if not (isinstance(value, dict) and isinstance(value.get("name"), str)):
-            raise BfclEntryError("name", "a function doc with a string name", file=str(path))
+            raise BfclEntryError(
+                "name", "a function doc with a string name", file=str(path), line=line_no
+            )
         params = value.get("parameters")
         if not (isinstance(params, dict) and isinstance(params.get("properties", {}), dict)):
             raise BfclEntryError(
@@ -178,21 +184,23 @@ def load_multi_turn(
     base = Path(data_dir) if data_dir is not None else bfcl_data_dir()
     path = base / f"BFCL_v3_{category}.json"
     answers = _load_answers(base / "possible_answer" / f"BFCL_v3_{category}.json")
-    entries = []
+    entries: dict[str, MultiTurnEntry] = {}
     for line_no, raw in _json_lines(path):
         rid = raw.get("id") if isinstance(raw, dict) else None
         try:
             entry = entry_from_record(raw, category, answers)
+            if entry.id in entries:
+                raise BfclEntryError("id", "a unique id (repeated)")
         except BfclEntryError as exc:
             raise exc.located(file=str(path), line=line_no, entry_id=_str_or_none(rid)) from None
-        entries.append(entry)
-    unused = set(answers) - {e.id for e in entries}
+        entries[entry.id] = entry
+    unused = set(answers) - set(entries)
     if unused:
         first = sorted(unused)[0]
         raise BfclEntryError(
             "id", "an entry for every possible answer", entry_id=first, file=str(path)
         )
-    return tuple(entries)
+    return tuple(entries.values())
 
 
 def load_all_multi_turn(

@@ -177,14 +177,24 @@ class World:
         }
 
     def copy(self) -> World:
-        """An independent deep copy (instances, random generators and steps)."""
+        """An independent copy: instances (random generators included) deep-copied, the
+        read-only function specs and the executed calls shared."""
         return copy.deepcopy(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> World:
+        twin = object.__new__(World)
+        twin._instances = copy.deepcopy(self._instances, memo)
+        twin._specs = self._specs
+        twin._steps = list(self._steps)
+        return twin
 
     def execute(self, calls: Sequence[Call], *, max_calls: int = MAX_CALLS_PER_STEP) -> list[str]:
         """Run one call list in order; one result string per call, never an exception.
 
         Only the first ``max_calls`` calls run; each later one gets an error result.
         """
+        if not isinstance(max_calls, int) or max_calls < 0:
+            raise ValueError(f"max_calls must be an int >= 0, not {max_calls!r}")
         calls = tuple(calls)
         results = [self._run(c) for c in calls[:max_calls]]
         refused = error_result(
@@ -291,6 +301,7 @@ class WorldCache:
     """A small LRU of worlds keyed by (entry id, executed steps), for :func:`replay`.
 
     Worlds go in and come out as copies, so a cached world is never changed by its user.
+    One cache serves one ``max_calls`` (the key is the steps, not the bound they ran with).
     """
 
     def __init__(self, max_worlds: int = 16) -> None:
@@ -330,9 +341,11 @@ def replay(
     steps: Sequence[Sequence[Call]],
     *,
     cache: WorldCache | None = None,
+    max_calls: int = MAX_CALLS_PER_STEP,
 ) -> World:
-    """The world after executing ``steps`` (call lists, one :meth:`World.execute` each) from
-    the entry's initial config: deterministic, so a search node's state is its path.
+    """The world after executing ``steps`` (call lists, one :meth:`World.execute` each, with
+    ``max_calls``) from the entry's initial config: deterministic, so a search node's state
+    is its path (give the ``max_calls`` the steps first ran with).
 
     With ``cache``, the longest cached prefix is copied and extended, and the initial and
     final worlds are stored.
@@ -346,7 +359,7 @@ def replay(
     else:
         world, done = found
     for step in steps[done:]:
-        world.execute(step)
+        world.execute(step, max_calls=max_calls)
     if cache is not None and done < len(steps):
         cache.put(entry.id, world)
     return world

@@ -4,6 +4,7 @@ runs outside the loaded instances, and a refused call leaves the instances byte-
 from __future__ import annotations
 
 import decimal
+import json
 import pickle
 import time
 from pathlib import Path
@@ -204,13 +205,24 @@ def test_ten_thousand_calls_in_one_step(fs_math):
         f"{ERROR_PREFIX}too many calls in one step: only the first {MAX_CALLS_PER_STEP} are executed"
     }
     (listing,) = fs_math.execute(parse_calls("[ls()]"))
-    made = [n for n in eval_free_listing(listing) if n.startswith("d") and n[1:].isdigit()]
+    made = [n for n in _listing(listing) if n.startswith("d") and n[1:].isdigit()]
     assert sorted(made, key=lambda n: int(n[1:])) == [f"d{i}" for i in range(MAX_CALLS_PER_STEP)]
 
 
-def eval_free_listing(result: str) -> list[str]:
-    import json
+def test_the_bound_is_a_parameter(fs_math):
+    calls = parse_calls("[pwd(), pwd()]")
+    assert [
+        r.startswith(ERROR_PREFIX + "too many") for r in fs_math.execute(calls, max_calls=1)
+    ] == [
+        False,
+        True,
+    ]
+    assert all(r.startswith(ERROR_PREFIX) for r in fs_math.execute(calls, max_calls=0))
+    with pytest.raises(ValueError, match="max_calls"):
+        fs_math.execute(calls, max_calls=-1)
 
+
+def _listing(result: str) -> list[str]:
     return json.loads(result)["current_directory_content"]
 
 

@@ -138,6 +138,10 @@ def test_missing_or_orphan_answers_and_bad_json_are_located(tmp_path):
         load_multi_turn("multi_turn_base", data_dir=_write(tmp_path, [GOOD], [ANSWER, orphan]))
     with pytest.raises(BfclEntryError, match=r"BFCL_v3_multi_turn_base.json:2"):
         load_multi_turn("multi_turn_base", data_dir=_write(tmp_path, [GOOD, "{oops"], [ANSWER]))
+    with pytest.raises(
+        BfclEntryError, match=r":2 \[entry multi_turn_base_0\]: field 'id'.*repeated"
+    ):
+        load_multi_turn("multi_turn_base", data_dir=_write(tmp_path, [GOOD, GOOD], [ANSWER]))
     with pytest.raises(BfclEntryError, match=r"field 'id'"):
         load_multi_turn("multi_turn_base", data_dir=_write(tmp_path, [{**GOOD, "id": 5}], [ANSWER]))
 
