@@ -11,7 +11,11 @@ of ``execute_multi_turn_func_call`` for both the model's calls and the gold's, a
 2. Each step is decoded with ``parse_calls``; prose, ``[]`` and a text that does not parse
    are *skipped*, as BFCL's runner skips a step its decoder rejects (a turn normally ends
    with such a text message). A turn whose gold has calls and whose steps all decode to
-   nothing is wrong (``multi_turn:empty_turn_model_response``), never an exception.
+   nothing is wrong (``multi_turn:empty_turn_model_response``), never an exception. The
+   decoding is the project's ToolACE syntax, strict: BFCL's prompting decoder also strips
+   backticks and adds missing brackets, this one reads ``f(a=1)`` without ``[...]`` as prose.
+   The step count per turn is not bounded here (BFCL's handler stops a turn after
+   :data:`MAX_STEPS_PER_TURN` steps while generating, not while scoring).
 3. Per turn: every decoded step is executed on the model's world, then the turn's gold on
    the gold world. A turn with no gold calls (miss_param / miss_func: the model should ask
    or refuse) is not checked, though the model's calls in it are executed. Otherwise the
