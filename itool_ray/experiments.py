@@ -7,7 +7,10 @@ Rows of the results table (held-out accuracy per set, plus the mean over sets):
 * ``easy-to-hard SFT``: warm-up SFT easy, then medium, then hard bucket;
 * ``iTool iter N``: after N iterations of select -> MCTS -> step-level DPO (N = 1..iterations);
 * ``SimPO / IPO / ORPO (iter 1)``: iteration 1 with another preference loss on the *same*
-  MCTS pairs as DPO's iteration 1 (the paper's loss comparison).
+  MCTS pairs as DPO's iteration 1 (the paper's loss comparison);
+* ``iter 1, one-step search``: iteration 1 from the same SFT policy and hard samples with
+  ``mcts.rollout=one_step`` (simulations end after one expansion) instead of terminal
+  rollouts: the search comparison (pair statistics, held-out pair accuracy, accuracy).
 
 Each variant is an iTool run of its own under ``run_dir`` that starts from copies of the
 stages it shares with the main run (data, baseline evaluation, SFT, hard-sample selection,
@@ -32,6 +35,24 @@ from itool_ray.config import Section, load_config
 LOSS_BETA: dict[str, float] = {"simpo": 2.0, "ipo": 0.1, "orpo": 0.1}
 
 
+DEFAULT_ITOOL: tuple[str, ...] = (
+    # SFT on ~190 synthesized samples: enough that the warm-up visibly teaches the call format
+    "data.num_samples=250",
+    "data.reinforce_fraction=0.25",
+    # 300 held-out records, the same for every row: in distribution, out of domain, BFCL
+    "data.heldout={synth: 100, seal-tools/test_out_domain: 100, bfcl/simple: 50, "
+    "bfcl/multiple: 50}",
+    # about 30 hard samples per iteration, terminal simulations: 150+ pairs per iteration
+    "train.alpha=0.5",
+    "mcts.k=3",
+    "mcts.simulations=4",
+    "mcts.max_inflight=2",
+    "mcts.max_step_tokens=48",
+    "mcts.max_depth=6",
+)
+"""The embedded default of ``jobs/experiments.py`` on this machine (2 CPU cores)."""
+
+
 class ExperimentsConfig(Section):
     """``jobs/experiments.py``; ``itool`` holds ``KEY.PATH=VALUE`` overrides of the iTool job
     (``itool_ray.pipeline.ITOolConfig``) shared by every run."""
@@ -41,7 +62,16 @@ class ExperimentsConfig(Section):
     iterations: int = Field(3, ge=1)
     mixed_sft: bool = True
     losses: list[str] = Field(default_factory=lambda: ["simpo", "ipo", "orpo"])
-    itool: list[str] = Field(default_factory=list)
+    one_step_search: bool = Field(
+        True,
+        description="also run iteration 1 with mcts.rollout=one_step from the same SFT policy "
+        "and hard samples (the terminal-vs-one-step search comparison)",
+    )
+    itool: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ITOOL),
+        description="overrides of the iTool job shared by every run (default: sized for a "
+        "2-core machine, see DEFAULT_ITOOL)",
+    )
     summarize_only: bool = Field(False, description="only rebuild the table from finished runs")
 
 
@@ -104,6 +134,10 @@ def row_stages(cfg: ExperimentsConfig) -> dict[str, tuple[Path, Path | None, Pat
         run = root / f"loss-{loss}"
         out[f"iter 1 with {loss.upper()}"] = (run / "iter1-eval", run / "iter1-mcts",
                                                run / "iter1-dpo")  # fmt: skip
+    if cfg.one_step_search:
+        run = root / "one-step"
+        out["iter 1, one-step search"] = (run / "iter1-eval", run / "iter1-mcts",
+                                          run / "iter1-dpo")  # fmt: skip
     return out
 
 
@@ -188,6 +222,8 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
     for it in its:
         wanted += [("easy-to-hard SFT", it, "all"), ("easy-to-hard SFT", it, "hard")]
     wanted += [(its[0], f"iter 1 with {loss.upper()}", "all") for loss in cfg.losses]
+    if cfg.one_step_search:
+        wanted.append(("iter 1, one-step search", its[0], "all"))
     out = []
     for a, b, subset in wanted:
         if a not in recs or b not in recs:
@@ -244,6 +280,11 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
         timed(f"loss-{loss}", lambda run=run, loss=loss, beta=beta: run_itool(
             itool_config(cfg, run, "train.iterations=1", f"train.dpo.loss={loss}",
                          f"train.dpo.beta={beta}"), log=log))  # fmt: skip
+    if cfg.one_step_search:
+        run = root / "one-step"
+        _seed_from(main, run, shared[:-1])  # everything before the search itself
+        timed("one-step", lambda: run_itool(itool_config(
+            cfg, run, "train.iterations=1", "mcts.rollout=one_step"), log=log))  # fmt: skip
     return summarize(cfg, seconds)
 
 

@@ -56,7 +56,7 @@ class DataSection(Section):
         description="SynthConfig fields for the synthesized sets (train and held-out)",
     )
     heldout: dict[str, Annotated[int, Field(ge=0)] | None] = Field(
-        default_factory=lambda: {"synth": 8, "seal-tools/test_out_domain": 4, "bfcl/simple": 4},
+        default_factory=lambda: {"synth": 40, "seal-tools/test_out_domain": 30, "bfcl/simple": 30},
         description="held-out set name -> number of records evaluated (null: all of them; "
         "1000 for synth)",
     )
