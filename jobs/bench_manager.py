@@ -45,7 +45,10 @@ Modes, same trees, same fake replicas, one run:
   leaves go out in batches, the round waits for the last answer, then backs everything up.
 
 ``--reward fake`` swaps the call checker for ``fake_outcome`` (a string comparison) to
-isolate the scheduling cost; ``--profile`` prints the top of a cProfile of ``ours``.
+isolate the scheduling cost; ``--reward calls-uncached`` runs the checker without
+``CallsOutcome``'s caches (``UncachedCallsOutcome``: every candidate's whole response parsed
+and checked, as before the caches), for a before/after of the outcome's cost; ``--profile``
+prints the top of a cProfile of ``ours``.
 """
 
 from __future__ import annotations
@@ -80,9 +83,16 @@ from itool_ray.mcts import (
     fake_outcome,
     make_fake_samples,
 )
+from itool_ray.mcts.rewards import UncachedCallsOutcome
 from itool_ray.mcts.search import EvalRequest, ExpandRequest
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
 from itool_ray.rollout.replica import Expansion
+
+REWARDS = {  # --reward: name -> a new outcome function O(s)
+    "calls": CallsOutcome,
+    "calls-uncached": UncachedCallsOutcome,
+    "fake": lambda: fake_outcome,
+}
 
 
 @dataclass(frozen=True)
@@ -308,7 +318,7 @@ def run_mode(mode: str, samples, cfg: MCTSConfig, cost: FakeLatency, replicas: i
              settings: ManagerSettings, reward: str = "calls",
              profile: bool = False) -> ModeResult:  # fmt: skip
     fakes = [FakeReplica(f"fake-replica-{i}", cost, seed=i) for i in range(replicas)]
-    reward_fn = CallsOutcome() if reward == "calls" else fake_outcome
+    reward_fn = REWARDS[reward]()
     if mode == "ours":
         coro = run_manager(samples, cfg, fakes, settings, reward_fn)
     elif mode == "one_inflight":
@@ -359,8 +369,8 @@ def simulate(*, trees: int = 2048, simulations: int = 16, k: int = 4, max_inflig
     cfg = MCTSConfig(k=k, simulations=simulations, max_inflight=max_inflight, max_depth=8,
                      max_step_tokens=48, seed=seed)  # fmt: skip
     settings = ManagerSettings(max_batch=cost.batch, checkpoint_every_s=0)
-    if reward not in ("calls", "fake"):
-        raise ValueError(f"reward: expected 'calls' or 'fake', got {reward!r}")
+    if reward not in REWARDS:
+        raise ValueError(f"reward: expected one of {', '.join(REWARDS)}, got {reward!r}")
     return {m: run_mode(m, samples, cfg, cost, replicas, settings, reward,
                         profile=profile and m == "ours") for m in modes}  # fmt: skip
 
@@ -383,6 +393,7 @@ def main(
     reward: str = typer.Option(
         "calls",
         help="calls: CallsOutcome (production O); "
+        "calls-uncached: the same checker without its caches (UncachedCallsOutcome); "
         "fake: fake_outcome (string compare, isolates the scheduling)",
     ),
     profile: bool = typer.Option(False, help="cProfile the 'ours' run, print the top 25"),

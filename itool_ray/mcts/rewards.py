@@ -2,26 +2,36 @@
 ``itool_ray.mcts.core.Reward``). ``CallsOutcome`` is built on ``itool_ray.calls`` (imported
 lazily so the tree core never depends on it).
 
-The simulation core scores every candidate of every expansion, ``prefix + step`` with the
-prefix shared by the siblings and by the whole path above them, so ``CallsOutcome`` caches
-(all bounded, all exact: the scores equal ``UncachedCallsOutcome``'s, which re-parses the whole
-response and re-checks it each time):
+The simulation core scores every candidate of every expansion, ``prefix + step``, with the
+prefix shared by the siblings and by the whole path above them; the same step texts come back
+under many prefixes. ``CallsOutcome`` therefore caches, all bounded and all exact (its scores
+equal ``UncachedCallsOutcome``'s, which parses and checks the whole response every time; the
+tests compare them on every prefix of real gold and corrupted responses):
 
 * the sample's gold, parsed once per sample id;
 * the score of each distinct ``(sample id, response, terminal)`` (LRU);
-* the call scanner's state after each non-terminal response it scored, per sample: a
-  response's children are that response plus one step, so a candidate costs scanning its step
-  text (``CallScanner.copy`` + ``feed``), not re-parsing the path; the longest cached prefix
-  is found among the lengths of the sample's cached texts;
-* per distinct call text of a sample, which gold calls the call matches (``gold_row``); a
-  call list is then judged by a maximum matching over its calls' rows (``credit_from_rows``,
-  ``correct_from_rows``: the same figures as ``partial_credit`` and ``check_calls``).
+* per sample, the scan state of each non-terminal response it scored (its children are that
+  response plus one step): the gold rows and ends of its complete calls and where the call
+  scanner stands. The longest cached prefix of a response is found among the lengths of the
+  sample's cached texts, so only the step is scanned;
+* a step after a prefix that stands between calls (nothing pending: before the list, after
+  ``[``, after a call, after its ``,``, after ``]``) is scanned once per distinct (position,
+  step text), in a canonical context (``[f(), `` for "after a comma"...), whatever the
+  prefix and the sample: the call scanner's verdict there depends on nothing else
+  (``CallScanner`` keeps only offsets into its own text). A prefix that ends inside a call
+  keeps its own ``CallScanner``, continued by ``copy`` + ``feed``;
+* per sample and distinct call text, which gold calls the call matches (``gold_row``); a call
+  list is judged by a maximum matching over its calls' rows, memoised per distinct rows
+  (``credit_from_rows``, ``correct_from_rows``: the figures of ``partial_credit`` and
+  ``check_calls``).
 
 A sample id must name one sample (one gold, one tool list) for the lifetime of the object.
+Not thread-safe (the tree manager and the searcher call it from one thread).
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right, insort
 from collections import OrderedDict
 from typing import Any
@@ -77,14 +87,62 @@ class UncachedCallsOutcome:
         return float(c.partial_credit(partial.calls, gold, tools))
 
 
+# Where a scan stands after a text (``_kind``). Between calls: nothing pending, the scanner's
+# next verdicts depend on the position kind alone. MID: inside a name or a call's arguments.
+START, OPEN, AFTER, COMMA, CLOSED, MID, PROSE, ERROR = range(8)
+_BETWEEN = (START, OPEN, AFTER, COMMA, CLOSED)
+_CONTEXT = {START: "", OPEN: "[", AFTER: "[f()", COMMA: "[f(), ", CLOSED: "[]"}
+"""A canonical text standing at each between-calls position (the scanner's own states)."""
+_SPACE = re.compile(r"\s*")  # the scanner's whitespace
+_OPENED = re.compile(r"\s*\[\s*")
+_SEPARATED = re.compile(r"\s*,\s*")
+
+
+def _kind(view: Any, text: str) -> int:
+    """Where the scan of ``text`` stands, from its ``PartialCalls`` view (module doc)."""
+    if view.error is not None:
+        return ERROR
+    if view.is_call_list is False:
+        return PROSE
+    if view.closed:
+        return CLOSED
+    if view.is_call_list is None:  # before or in the first name
+        if _SPACE.fullmatch(text):
+            return START
+        return OPEN if _OPENED.fullmatch(text) else MID
+    ends = view.call_ends
+    if ends:
+        tail = text[ends[-1] :]
+        if _SPACE.fullmatch(tail):
+            return AFTER
+        if _SEPARATED.fullmatch(tail):
+            return COMMA
+    return MID
+
+
 class _State:
-    """A scanned text: the scanner after it (never fed again) and its calls' gold rows."""
+    """A scanned text: where its scan stands, whether it is a call list (``icl``, as
+    ``PartialCalls.is_call_list``), its complete calls' ends and gold rows; a MID text keeps
+    a scanner standing where it does, whose offsets are the text's minus ``shift`` and which
+    has ``n`` complete calls."""
 
-    __slots__ = ("scanner", "rows")
+    __slots__ = ("kind", "icl", "ends", "rows", "scanner", "shift", "n")
 
-    def __init__(self, scanner: Any, rows: tuple[tuple[bool, ...], ...]) -> None:
-        self.scanner = scanner
-        self.rows = rows
+    def __init__(
+        self,
+        kind: int,
+        icl: bool | None,
+        ends: tuple[int, ...],
+        rows: tuple[tuple[bool, ...], ...],
+        scanner: Any = None,
+        shift: int = 0,
+        n: int = 0,
+    ) -> None:
+        self.kind, self.icl, self.ends, self.rows = kind, icl, ends, rows
+        self.scanner, self.shift, self.n = scanner, shift, n
+
+
+_ROOT = _State(START, None, (), ())
 
 
 class _Sample:
@@ -92,10 +150,10 @@ class _Sample:
 
     __slots__ = ("gold", "tools", "states", "lengths", "rows")
 
-    def __init__(self, gold: Any, tools: Any, root: _State) -> None:
+    def __init__(self, gold: Any, tools: Any) -> None:
         self.gold = gold
         self.tools = tools
-        self.states: dict[str, _State] = {"": root}  # scanned text -> state
+        self.states: dict[str, _State] = {"": _ROOT}  # scanned text -> state
         self.lengths: list[int] = [0]  # sorted distinct lengths of ``states``' texts
         self.rows: dict[str, tuple[bool, ...]] = {}  # call text -> gold row
 
@@ -110,45 +168,49 @@ class CallsOutcome(UncachedCallsOutcome):
     Args:
         use_tools: check arguments against the tool schemas.
         max_results: scores kept, LRU over ``(sample id, response, terminal)``.
-        max_states: scanner states and call rows kept, over all samples; past it the least
+        max_states: scan states and call rows kept, over all samples; past it the least
             recently scored samples lose theirs (their gold stays).
+        max_steps: step scans kept (LRU over (position kind, step text)), and as many
+            matchings (per distinct rows).
     """
 
     def __init__(
-        self, use_tools: bool = True, max_results: int = 1 << 16, max_states: int = 1 << 16
+        self,
+        use_tools: bool = True,
+        max_results: int = 1 << 16,
+        max_states: int = 1 << 17,
+        max_steps: int = 1 << 14,
     ) -> None:
         super().__init__(use_tools)
         from itool_ray.calls import check
 
         self._check = check  # gold_row and the *_from_rows judges
-        if max_results < 1 or max_states < 1:
-            raise ValueError("CallsOutcome: max_results and max_states must be >= 1")
-        self.max_results = max_results
-        self.max_states = max_states
+        if min(max_results, max_states, max_steps) < 1:
+            raise ValueError("CallsOutcome: max_results, max_states and max_steps must be >= 1")
+        self.max_results, self.max_states, self.max_steps = max_results, max_states, max_steps
+        self.hits = 0  # scores answered from the LRU
+        self.scanned = 0  # characters fed to a scanner
+        self.clear()
+
+    def __getstate__(self) -> dict[str, Any]:  # ship the settings, not the caches
+        keep = ("_use_tools", "_gold", "max_results", "max_states", "max_steps")
+        return {k: self.__dict__[k] for k in keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["_use_tools"], state["max_results"], state["max_states"],
+                      state["max_steps"])  # fmt: skip
+        self._gold.update(state["_gold"])
+
+    def clear(self) -> None:
+        """Drop the cached scores, states and scans (the parsed golds stay)."""
         self._results: OrderedDict[tuple[str, str, bool], float] = OrderedDict()
         self._samples: OrderedDict[str, _Sample] = OrderedDict()
         self._size = 0  # sum of the samples' sizes
-        self.hits = 0  # scores answered from the LRU
-        self.scanned = 0  # characters scanned (steps, plus whole texts on a prefix miss)
-
-    def __getstate__(self) -> dict[str, Any]:  # ship the settings, not the caches
-        state = self.__dict__.copy()
-        del state["_calls"], state["_check"]
-        state["_results"], state["_samples"], state["_size"] = OrderedDict(), OrderedDict(), 0
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        from itool_ray import calls
-        from itool_ray.calls import check
-
-        self.__dict__.update(state)
-        self._calls, self._check = calls, check
-
-    def clear(self) -> None:
-        """Drop the cached scores and states (the parsed golds stay)."""
-        self._results.clear()
-        self._samples.clear()
-        self._size = 0
+        self._steps: OrderedDict[tuple[int, str], tuple[Any, Any, int]] = OrderedDict()
+        self._matchings: dict[tuple[tuple[bool, ...], ...], int] = {}
+        self._contexts = {k: self._calls.CallScanner() for k in _CONTEXT}
+        for k, text in _CONTEXT.items():
+            self._contexts[k].feed(text)
 
     def __call__(self, sample: Any, response: str, terminal: bool) -> float:
         sid = str(sample.id)
@@ -159,66 +221,29 @@ class CallsOutcome(UncachedCallsOutcome):
             results.move_to_end(key)
             self.hits += 1
             return score
-        score = self._score(sid, sample, response, terminal)
+        entry = self._sample(sid, sample)
+        base_text, base = self._longest_prefix(entry, response)
+        state = base
+        if len(base_text) < len(response):
+            state = self._advance(entry, base_text, base, response)
+            if not terminal:
+                self._keep(entry, response, state)
+        score = self._judge(state, entry.gold, terminal)
         results[key] = score
         if len(results) > self.max_results:
             results.popitem(last=False)
         return score
 
-    # -- scoring ---------------------------------------------------------------------------
+    # -- scanning ------------------------------------------------------------------------
     def _sample(self, sid: str, sample: Any) -> _Sample:
         entry = self._samples.get(sid)
         if entry is None:
             tools = sample.tools if self._use_tools else None
-            entry = _Sample(self.gold(sample), tools, _State(self._calls.CallScanner(), ()))
-            self._samples[sid] = entry
+            entry = self._samples[sid] = _Sample(self.gold(sample), tools)
             self._size += entry.size
         else:
             self._samples.move_to_end(sid)
         return entry
-
-    def _score(self, sid: str, sample: Any, response: str, terminal: bool) -> float:
-        c = self._check
-        entry = self._sample(sid, sample)
-        base_text, base = self._longest_prefix(entry, response)
-        if len(base_text) == len(response):
-            scanner = base.scanner  # read only below
-        else:
-            scanner = base.scanner.copy()
-            scanner.feed(response[len(base_text) :])
-            self.scanned += len(response) - len(base_text)
-        gold = entry.gold
-        if terminal:
-            try:
-                predicted = scanner.finish()
-            except self._calls.CallParseError:
-                return 0.0
-            if predicted is None:  # prose: a text answer
-                return 1.0 if c.correct_from_rows(None, gold) else 0.0
-            if not gold:
-                return 1.0 if not predicted else 0.0
-            partial = scanner.snapshot()  # closed: the same calls, with their ends
-            rows = self._rows(entry, base.rows, response, partial.call_ends, predicted)
-            return 1.0 if c.correct_from_rows(rows, gold) else 0.0
-        partial = scanner.snapshot()
-        if partial.error is not None or partial.is_call_list is False or not gold:
-            score = self._plain(partial, gold)
-            if scanner is not base.scanner:
-                self._keep(entry, response, _State(scanner, base.rows))
-            return score
-        rows = self._rows(entry, base.rows, response, partial.call_ends, partial.calls)
-        if scanner is not base.scanner:
-            self._keep(entry, response, _State(scanner, rows))
-        return float(c.credit_from_rows(rows, gold))
-
-    @staticmethod
-    def _plain(partial: Any, gold: Any) -> float:
-        """The score of a partial text that needs no rows: an error, prose or a text gold."""
-        if partial.error is not None:
-            return 0.0
-        if partial.is_call_list is False:  # prose so far
-            return 0.0 if gold else 1.0
-        return 0.0 if partial.calls else 1.0  # text gold: any call scores 0
 
     def _longest_prefix(self, entry: _Sample, response: str) -> tuple[str, _State]:
         """The longest cached text ``response`` starts with ("" is always cached)."""
@@ -230,35 +255,111 @@ class CallsOutcome(UncachedCallsOutcome):
             state = states.get(text)
             if state is not None:
                 return text, state
-        return "", states[""]
+        return "", _ROOT
+
+    def _advance(self, entry: _Sample, prefix: str, base: _State, response: str) -> _State:
+        """The state of ``response`` = ``prefix`` (in state ``base``) + a step."""
+        kind = base.kind
+        if kind in (ERROR, PROSE):
+            return base  # final: no text changes the verdict
+        step = response[len(prefix) :]
+        if kind == MID:
+            scanner, shift, n = base.scanner.copy(), base.shift, base.n
+            scanner.feed(step)
+            self.scanned += len(step)
+            view = scanner.snapshot()
+            new_kind = _kind(view, scanner.text)
+        else:
+            context = _CONTEXT[kind]
+            shift, n = len(prefix) - len(context), (1 if kind in (AFTER, COMMA) else 0)
+            scan = self._steps.get((kind, step))
+            if scan is None:
+                scanner = self._contexts[kind].copy()
+                scanner.feed(step)
+                self.scanned += len(step)
+                view = scanner.snapshot()
+                scan = (scanner, view, _kind(view, scanner.text))
+                self._steps[(kind, step)] = scan
+                if len(self._steps) > self.max_steps:
+                    self._steps.popitem(last=False)
+            else:
+                self._steps.move_to_end((kind, step))
+            scanner, view, new_kind = scan
+        ends, rows = base.ends, base.rows
+        if len(view.call_ends) > n:
+            new_ends = tuple(e + shift for e in view.call_ends[n:])
+            if entry.gold:
+                rows = self._rows(entry, response, ends, new_ends, view.calls[n:], rows)
+            ends += new_ends
+        if new_kind != MID:
+            return _State(new_kind, view.is_call_list, ends, rows)
+        return _State(MID, view.is_call_list, ends, rows, scanner, shift, len(view.call_ends))
 
     def _rows(
         self,
         entry: _Sample,
-        known: tuple[tuple[bool, ...], ...],
         response: str,
-        ends: list[int],
+        ends: tuple[int, ...],
+        new_ends: tuple[int, ...],
         calls: list[Any],
+        rows: tuple[tuple[bool, ...], ...],
     ) -> tuple[tuple[bool, ...], ...]:
-        """Gold rows of ``calls`` (complete calls of ``response``, ending at ``ends``); the
-        first ``len(known)`` are the prefix's. A call is keyed by its text from the previous
-        call's end to its own: the same text is the same call."""
-        n = len(known)
-        if n == len(calls):
-            return known
-        c, gold, tools = self._check, entry.gold, entry.tools
-        rows = list(known)
-        start = ends[n - 1] if n else 0
-        for call, end in zip(calls[n:], ends[n:], strict=True):
+        """``rows`` + the gold rows of ``calls`` (complete calls of ``response`` ending at
+        ``new_ends``, after those ending at ``ends``). A call is keyed by its text from the
+        previous call's end to its own: the same text is the same call."""
+        c = self._check
+        start = ends[-1] if ends else 0
+        out = list(rows)
+        for call, end in zip(calls, new_ends, strict=True):
             text = response[start:end]
             row = entry.rows.get(text)
             if row is None:
-                row = entry.rows[text] = c.gold_row(call, gold, tools)
+                row = entry.rows[text] = c.gold_row(call, entry.gold, entry.tools)
                 self._grow(entry)  # may empty entry.rows (over max_states)
-            rows.append(row)
+            out.append(row)
             start = end
-        return tuple(rows)
+        return tuple(out)
 
+    # -- judging -------------------------------------------------------------------------
+    def _judge(self, state: _State, gold: Any, terminal: bool) -> float:
+        """The score from the state: ``check_calls`` of the finished response (terminal),
+        else ``partial_credit`` of its complete calls, as ``UncachedCallsOutcome``."""
+        kind = state.kind
+        if kind == ERROR:
+            return 0.0  # a defect: parse_calls raises / parse_partial has an error
+        if terminal:  # CallScanner.finish: prose or undecided -> a text answer (None)
+            if state.icl is not True:
+                return 0.0 if gold else 1.0
+            if kind != CLOSED:
+                return 0.0  # unfinished call list: parse_calls raises
+            if not gold:
+                return 0.0 if state.ends else 1.0
+            return 1.0 if self._correct(state.rows, gold) else 0.0
+        if state.icl is False:  # prose so far
+            return 0.0 if gold else 1.0
+        if not gold:
+            return 0.0 if state.ends else 1.0
+        return float(self._credit(state.rows, gold))
+
+    def _matched(self, rows: tuple[tuple[bool, ...], ...], n_gold: int) -> int:
+        m = self._matchings.get(rows)
+        if m is None:
+            m = self._check.matched_from_rows(rows, n_gold)
+            if len(self._matchings) >= self.max_steps:
+                self._matchings.clear()
+            self._matchings[rows] = m
+        return m
+
+    def _correct(self, rows: tuple[tuple[bool, ...], ...], gold: Any) -> bool:
+        return len(rows) == len(gold) == self._matched(rows, len(gold))  # correct_from_rows
+
+    def _credit(self, rows: tuple[tuple[bool, ...], ...], gold: Any) -> float:
+        if len(rows) > len(gold):  # credit_from_rows
+            return 0.0
+        matched = self._matched(rows, len(gold))
+        return 0.0 if matched < len(rows) else matched / len(gold)
+
+    # -- bounds --------------------------------------------------------------------------
     def _keep(self, entry: _Sample, text: str, state: _State) -> None:
         """Cache the state after ``text`` (a response whose children may be scored next)."""
         if text in entry.states:
@@ -266,8 +367,7 @@ class CallsOutcome(UncachedCallsOutcome):
         entry.states[text] = state
         n = len(text)
         lengths = entry.lengths
-        i = bisect_right(lengths, n)
-        if lengths[i - 1] != n:
+        if lengths[bisect_right(lengths, n) - 1] != n:
             insort(lengths, n)
         self._grow(entry)
 
@@ -279,8 +379,7 @@ class CallsOutcome(UncachedCallsOutcome):
             sid, victim = next(iter(self._samples.items()))
             if victim is entry:
                 self._size -= entry.size - 1
-                root = entry.states[""]
-                entry.states, entry.lengths, entry.rows = {"": root}, [0], {}
+                entry.states, entry.lengths, entry.rows = {"": _ROOT}, [0], {}
                 return
             del self._samples[sid]
             self._size -= victim.size

@@ -187,18 +187,18 @@ def prefixes(samples) -> list[tuple[Sample, str, bool, float]]:
     ]
 
 
-@pytest.mark.parametrize("max_states", [1 << 16, 7])
-def test_every_prefix_of_gold_and_corrupted_responses(prefixes, max_states):
+@pytest.mark.parametrize(("max_states", "max_steps"), [(1 << 17, 1 << 14), (7, 3)])
+def test_every_prefix_of_gold_and_corrupted_responses(prefixes, max_states, max_steps):
     """All prefixes in order (each continues the previous one's scanner state), then shuffled
     (other split points, revisits); a tiny ``max_states`` makes the cache evict all along."""
     assert {want for *_, want in prefixes} >= {0.0, 1.0, 0.5}
     if max_states < 100:
         ids = set(list(dict.fromkeys(str(s.id) for s, *_ in prefixes))[::3])
         prefixes = [x for x in prefixes if str(x[0].id) in ids][::2]
-    cached = CallsOutcome(max_results=97, max_states=max_states)
+    cached = CallsOutcome(max_results=97, max_states=max_states, max_steps=max_steps)
     assert _compare(cached, prefixes) > 5_000
     assert cached._size == sum(e.size for e in cached._samples.values()) <= max_states
-    if max_states == 1 << 16:  # in order, each character is scanned about once
+    if max_states == 1 << 17:  # in order, each character is scanned about once
         assert cached.scanned < 2 * sum(len(r) for _, r, t, _ in prefixes if t) // 100
     shuffled = list(prefixes)
     random.Random(max_states).shuffle(shuffled)
