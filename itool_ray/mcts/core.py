@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from itool_ray.mcts.config import MCTSConfig
@@ -51,6 +51,7 @@ class ExpandRequest(NamedTuple):
         prefix_ids: the token ids of ``prefix`` as the policy generated them (the steps'
             token ids joined), so the engine continues from exact tokens instead of
             re-tokenising the text; None when unknown.
+        unit: what one step is (``itool_ray.envs.base``): ``"call"`` or ``"message"``.
     """
 
     tree_id: str
@@ -62,6 +63,7 @@ class ExpandRequest(NamedTuple):
     max_tokens: int
     seed: int
     prefix_ids: tuple[int, ...] | None = None
+    unit: str = "call"  # "call": cut at call / sentence boundaries; "message": a whole message
 
 
 class EvalRequest(NamedTuple):
@@ -116,8 +118,11 @@ class Reward:
         self, sample: Any, response: str, terminal: bool, confidence: float
     ) -> tuple[float, float, float]:
         """``(R, O, C)`` of the state whose partial response is ``response``."""
-        o = float(self.outcome(sample, response, terminal))
-        c = float(confidence)
+        return self.of(self.outcome(sample, response, terminal), confidence)
+
+    def of(self, outcome: float, confidence: float) -> tuple[float, float, float]:
+        """``(R, O, C)`` from the two terms (an environment computed O)."""
+        o, c = float(outcome), float(confidence)
         return self.w_outcome * o + self.w_confidence * c, o, c
 
 
@@ -127,13 +132,20 @@ class SimulationCore:
     Args:
         config: the search settings (k, step tokens, seed...).
         reward: composes R from O and C.
-        samples: tree id -> sample (needs ``messages`` and ``tools``).
+        samples: tree id -> sample (needs ``messages`` and ``tools`` without ``env``).
+        env: the task (``itool_ray.envs.base.Environment``): what the policy sees at a node,
+            when a state is terminal, and O. None: the single-turn task with
+            ``reward.outcome`` as O (today's fast path; ``envs.SingleTurnCalls`` is the same
+            task as an environment).
     """
 
-    def __init__(self, config: MCTSConfig, reward: Reward, samples: Mapping[str, Any]) -> None:
+    def __init__(
+        self, config: MCTSConfig, reward: Reward, samples: Mapping[str, Any], env: Any = None
+    ) -> None:
         self.config = config
         self.reward = reward
         self.samples = samples
+        self.env = env
         self._prompts: dict[str, tuple[tuple, tuple]] = {}
         self._seeds: dict[str, int] = {}
         self.terminal_hits = 0
@@ -166,27 +178,46 @@ class SimulationCore:
     def request(self, tree: Tree, leaf: Leaf) -> ExpandRequest:
         """The expansion request of a selected leaf: the prefix as the policy's own ids."""
         tid = tree.tree_id
-        messages, tools = self._prompt(tid)
-        prefix = tree.prefix(leaf.node)
+        unit = "call"
+        if self.env is None:
+            messages, tools = self._prompt(tid)
+            prefix = tree.prefix(leaf.node)
+            prefix_ids = tree.prefix_token_ids(leaf.node)
+        else:
+            p = self.env.prompt(self.samples[tid], tree.path_texts(leaf.node))
+            messages, tools, prefix, unit = p.messages, p.tools, p.prefix, self.env.unit
+            prefix_ids = tree.prefix_token_ids(leaf.node) if unit == "call" else ()
         base = self._seeds.get(tid)
         if base is None:
             base = self._seeds[tid] = tree_seed(self.config.seed, tid)
         cfg = self.config
+        seed_text = prefix if unit == "call" else "\x1e".join(tree.path_texts(leaf.node))
         return ExpandRequest(
             tid, leaf.node, messages, tools, prefix, cfg.k, cfg.max_step_tokens,
-            zlib.crc32(prefix.encode(), base), tree.prefix_token_ids(leaf.node),
+            zlib.crc32(seed_text.encode(), base), prefix_ids, unit,
         )  # fmt: skip
 
     def stage(
         self, tree: Tree, leaf: Leaf, steps: Sequence[Step], version: int | None = None
     ) -> list[Step]:
-        """Merge the policy's steps onto the leaf; returns the candidates to score."""
+        """Merge the policy's steps onto the leaf; returns the candidates to score. With an
+        environment, it decides which candidates end the episode."""
+        if self.env is not None:
+            sample, path = self.samples[tree.tree_id], tree.path_texts(leaf.node)
+            steps = [
+                replace(s, terminal=bool(self.env.terminal(sample, [*path, s.text], s.terminal)))
+                for s in steps
+            ]
         return tree.expand(leaf, steps, policy_version=version)
 
     def eval_requests(self, tree: Tree, leaf: Leaf) -> list[EvalRequest]:
         """Self-evaluation requests of the staged candidates (for engines that score apart)."""
-        messages, tools = self._prompt(tree.tree_id)
-        prefix = tree.prefix(leaf.node)
+        if self.env is None:
+            messages, tools = self._prompt(tree.tree_id)
+            prefix = tree.prefix(leaf.node)
+        else:
+            p = self.env.prompt(self.samples[tree.tree_id], tree.path_texts(leaf.node))
+            messages, tools, prefix = p.messages, p.tools, p.prefix
         return [
             EvalRequest(tree.tree_id, leaf.node, messages, tools, prefix + s.text, s.terminal)
             for s in leaf.steps
@@ -196,19 +227,40 @@ class SimulationCore:
         """Score the staged candidates (R from O and the given C) and back up; returns the
         simulation's next leaf (terminal rollouts) or None when the simulation ended."""
         sample = self.samples[tree.tree_id]
-        prefix = tree.prefix(leaf.node)
         cands = leaf.steps
         if len(confidences) != len(cands):
             raise ValueError(f"commit: {len(cands)} candidates, {len(confidences)} confidences")
         rewards, terms = [], []
-        for s, c in zip(cands, confidences, strict=True):
-            r, o, c = self.reward(sample, prefix + s.text, s.terminal, c)
+        if self.env is None:
+            prefix = tree.prefix(leaf.node)
+            scored = [self.reward(sample, prefix + s.text, s.terminal, c)
+                      for s, c in zip(cands, confidences, strict=True)]  # fmt: skip
+        else:
+            path = tree.path_texts(leaf.node)
+            scored = [
+                self.reward.of(self.env.outcome(sample, [*path, s.text], s.terminal), c)
+                for s, c in zip(cands, confidences, strict=True)
+            ]
+        for r, o, c in scored:
             rewards.append(r)
             terms.append((o, c))
         tree.backup(leaf, rewards, terms)
         return leaf.next
 
+    def root_request(self, tree: Tree) -> EvalRequest:
+        """The self-evaluation request of a new tree's root (the empty response)."""
+        if self.env is None:
+            messages, tools = self._prompt(tree.tree_id)
+        else:
+            p = self.env.prompt(self.samples[tree.tree_id], [])
+            messages, tools = p.messages, p.tools
+        return EvalRequest(tree.tree_id, 0, messages, tools, "", False)
+
     def root(self, tree: Tree, confidence: float) -> None:
         """R(s_0) of a new tree from the empty response's outcome and the given C."""
-        r, o, c = self.reward(self.samples[tree.tree_id], "", False, confidence)
+        sample = self.samples[tree.tree_id]
+        if self.env is None:
+            r, o, c = self.reward(sample, "", False, confidence)
+        else:
+            r, o, c = self.reward.of(self.env.outcome(sample, [], False), confidence)
         tree.set_root_reward(r, o, c)

@@ -131,6 +131,7 @@ def extract_pairs(
     *,
     min_margin: float | None = None,
     min_visits: int | None = None,
+    env: Any = None,
 ) -> list[Pair]:
     """One pair per node with >= 2 eligible children, in node-id order (root first).
 
@@ -138,13 +139,17 @@ def extract_pairs(
     and ``rejected`` the lowest-Q one (ties: the lower index, i.e. the larger prior). A pair
     is kept when ``Q(chosen) - Q(rejected) >= min_margin`` and the difference is > 0. The
     thresholds default to ``tree.config.pair_min_margin`` / ``pair_min_visits``. Without a
-    sample the prompt fields are empty.
+    sample the prompt fields are empty. With an environment (``itool_ray.envs``), a pair's
+    prompt is what the environment shows the policy at its node (a multi-turn pair's
+    messages hold the earlier turns and tool results); for ``"message"`` steps the prefix is
+    empty.
     """
     cfg = tree.config
     margin = cfg.pair_min_margin if min_margin is None else min_margin
     visits = cfg.pair_min_visits if min_visits is None else min_visits
-    messages = tuple(sample.messages) if sample is not None else ()
-    tools = tuple(sample.tools) if sample is not None else ()
+    plain = sample is not None and env is None
+    messages = tuple(sample.messages) if plain else ()
+    tools = tuple(sample.tools) if plain else ()
     Q, N, kids = tree._Q, tree._N, tree._kids  # package-internal read access, for speed
     reach = terminal_reach(tree)
     out: list[Pair] = []
@@ -168,11 +173,15 @@ def extract_pairs(
         diff = Q[hi] - Q[lo]
         if diff <= 0.0 or diff < margin:
             continue
+        at_messages, at_tools, prefix = messages, tools, None
+        if env is not None and sample is not None:
+            p = env.prompt(sample, tree.path_texts(x))
+            at_messages, at_tools, prefix = tuple(p.messages), tuple(p.tools), p.prefix
         out.append(
             Pair(
-                prompt_messages=messages,
-                tools=tools,
-                prefix=tree.prefix(x),
+                prompt_messages=at_messages,
+                tools=at_tools,
+                prefix=tree.prefix(x) if prefix is None else prefix,
                 chosen=tree.text(hi),
                 rejected=tree.text(lo),
                 chosen_token_ids=tree.token_ids(hi),
@@ -185,7 +194,9 @@ def extract_pairs(
                 node_id=x,
                 depth=tree.depth(x),
                 policy_version=tree.version(hi),
-                prefix_token_ids=tree.prefix_token_ids(x),
+                prefix_token_ids=(
+                    tree.prefix_token_ids(x) if env is None or env.unit == "call" else ()
+                ),
                 chosen_o=tree.outcome(hi),
                 rejected_o=tree.outcome(lo),
                 chosen_reach=reach[hi],

@@ -82,9 +82,10 @@ class SearchResult:
 class Searcher:
     """Runs simulations for many samples against one engine, in rounds (module doc).
 
-    ``samples`` need ``id``, ``messages`` and ``tools`` (``itool_ray.data.Sample``). ``trees``
-    (restored from a checkpoint, same order as ``samples``) continue an earlier search; new
-    trees get R(s_0) from the reward and the engine on the first round.
+    ``samples`` need ``id``, ``messages`` and ``tools`` (``itool_ray.data.Sample``), or what
+    ``env`` (an ``itool_ray.envs`` environment) reads. ``trees`` (restored from a checkpoint,
+    same order as ``samples``) continue an earlier search; new trees get R(s_0) from the reward
+    and the engine on the first round.
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class Searcher:
         policy_version: int | None = None,
         roots_pending: Sequence[int] | None = None,
         rollouts: Sequence[tuple[int, int]] = (),
+        env: Any = None,
     ) -> None:
         self.samples = list(samples)
         self.engine = engine
@@ -128,7 +130,8 @@ class Searcher:
         by_id = {str(s.id): s for s in self.samples}
         if len(by_id) != len(self.samples):
             raise ValueError("Searcher: sample ids must be unique")
-        self.core = SimulationCore(config, Reward.from_config(config, self.reward_fn), by_id)
+        reward = Reward.from_config(config, self.reward_fn)
+        self.core = SimulationCore(config, reward, by_id, env=env)
         # rollouts going down: (tree index, next leaf), carried from one round to the next
         self._next: list[tuple[int, Leaf]] = [(i, self.trees[i].claim(x)) for i, x in rollouts]
 
@@ -147,7 +150,7 @@ class Searcher:
     def pairs(self) -> list[Pair]:
         out: list[Pair] = []
         for t, s in zip(self.trees, self.samples, strict=True):
-            out.extend(extract_pairs(t, s))
+            out.extend(extract_pairs(t, s, env=self.core.env))
         return out
 
     def checkpoint(self) -> dict[str, Any]:
@@ -255,12 +258,7 @@ class Searcher:
 
     def _evaluate_roots(self) -> None:
         idx = self._roots_pending
-        reqs = []
-        for i in idx:
-            s = self.samples[i]
-            reqs.append(
-                EvalRequest(self.trees[i].tree_id, 0, tuple(s.messages), tuple(s.tools), "", False)
-            )
+        reqs = [self.core.root_request(self.trees[i]) for i in idx]
         conf = self._call(self.engine.evaluate, reqs)
         self.stats.eval_requests += len(reqs)
         for i, c in zip(idx, conf, strict=True):
@@ -277,9 +275,11 @@ def search(
     trees: Sequence[Tree] | None = None,
     policy_version: int | None = None,
     max_rounds: int | None = None,
+    env: Any = None,
 ) -> SearchResult:
     """Search every sample to ``config.simulations`` (see ``Searcher``)."""
     searcher = Searcher(
-        samples, engine, config, reward_fn=reward_fn, trees=trees, policy_version=policy_version
-    )
+        samples, engine, config, reward_fn=reward_fn, trees=trees,
+        policy_version=policy_version, env=env,
+    )  # fmt: skip
     return searcher.run(max_rounds=max_rounds)

@@ -250,6 +250,16 @@ class Tree:
         parts.reverse()
         return "".join(parts)
 
+    def path_texts(self, x: int) -> list[str]:
+        """The step texts from the root to x (an environment replays a node from them)."""
+        text, parent = self._text, self._parent
+        parts = []
+        while x > 0:
+            parts.append(text[x])
+            x = parent[x]
+        parts.reverse()
+        return parts
+
     def prefix_token_ids(self, x: int) -> tuple[int, ...]:
         """The token ids of ``prefix(x)``: the steps' token ids from the root joined."""
         tok, off, parent = self._tok, self._tok_off, self._parent

@@ -110,7 +110,7 @@ class StepEngine:
 
     def prompt_ids(self, tree_id: str, messages, tools) -> list[int]:
         """Token ids of the chat prompt of a tree's sample (cached per tree)."""
-        key = (tree_id, len(messages))
+        key = (tree_id, tuple((m["role"], m["content"]) for m in messages))
         ids = self._prompt_cache.get(key)
         if ids is None:
             sample = Sample(id=tree_id, tools=tuple(tools), messages=tuple(messages), gold="")
@@ -127,13 +127,14 @@ class StepEngine:
         for r in requests:
             prefix_ids = list(r.prefix_ids) if r.prefix_ids is not None else self.encode(r.prefix)
             prompts.append(self.prompt_ids(r.tree_id, r.messages, r.tools) + prefix_ids)
-        stops = CALL_STOPS + SENTENCE_STOPS
-        # one generate call per distinct (k, max_tokens): n=k candidates per prompt
+        # one generate call per distinct (k, max_tokens, unit): n=k candidates per prompt;
+        # "message" steps (a multi-turn environment's) run to the end of the message
         results: list[list[Step] | None] = [None] * len(requests)
-        groups: dict[tuple[int, int], list[int]] = {}
+        groups: dict[tuple[int, int, str], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.k, r.max_tokens), []).append(i)
-        for (k, max_tokens), idx in groups.items():
+            groups.setdefault((r.k, r.max_tokens, getattr(r, "unit", "call")), []).append(i)
+        for (k, max_tokens, unit), idx in groups.items():
+            stops = CALL_STOPS + SENTENCE_STOPS if unit == "call" else ()
             outs = self.policy.generate(
                 [prompts[i] for i in idx], n=k, max_tokens=max_tokens, temperature=self.temperature,
                 top_p=self.top_p, stop=stops, seeds=[requests[i].seed for i in idx],
@@ -145,10 +146,10 @@ class StepEngine:
                     pending.append(
                         (i, j, list(c.token_ids), list(c.logprobs), c.finish_reason, c.stop_reason)
                     )
-            self._finish(requests, prompts, pending, results, stops, max_tokens)
+            self._finish(requests, prompts, pending, results, stops, max_tokens, unit)
         return results
 
-    def _finish(self, requests, prompts, pending, results, stops, max_tokens) -> None:
+    def _finish(self, requests, prompts, pending, results, stops, max_tokens, unit="call") -> None:
         """Cut each candidate at its step boundary; continue those that have none yet.
 
         A step is terminal when the response ends with it (closed call list, end of
@@ -164,10 +165,13 @@ class StepEngine:
                 text = decode(toks)
                 eos = finish == "stop" and stop_reason is None
                 capped = finish == "length" or len(toks) >= max_tokens or round_ == self.max_rounds
-                try:
-                    cut = find_step_end(r.prefix, text, eos)
-                except Exception:  # any shape of output is a (wrong) terminal step, not a crash
-                    cut = StepCut(len(text), True)
+                if unit == "message":  # the whole message is the step
+                    cut = StepCut(len(text), True) if eos or capped else StepCut(None, False)
+                else:
+                    try:
+                        cut = find_step_end(r.prefix, text, eos)
+                    except Exception:  # any output is a (wrong) terminal step, not a crash
+                        cut = StepCut(len(text), True)
                 if cut.end is None and not capped:
                     more.append((i, j, toks, lps))
                     continue

@@ -36,7 +36,7 @@ from typing import Any
 
 from itool_ray import metrics
 from itool_ray.mcts import MCTSConfig, Reward, SimulationCore, Tree, extract_pairs
-from itool_ray.mcts.core import EvalRequest, OutcomeFn
+from itool_ray.mcts.core import OutcomeFn
 from itool_ray.mcts.rewards import CallsOutcome
 from itool_ray.rollout.autoscale import AutoscaleSettings, ScalePolicy
 from itool_ray.rollout.journal import append_jsonl, read_jsonl, repair, write_jsonl_atomic
@@ -97,14 +97,15 @@ class ManagerSettings:
 
 class TreeManager:
     """Owns the trees of one rollout (module docstring). ``outcome`` is the O term of the
-    reward (default: the call checker, ``CallsOutcome``)."""
+    reward (default: the call checker, ``CallsOutcome``); ``env`` an ``itool_ray.envs``
+    environment (default: the single-turn task with ``outcome``)."""
 
     def __init__(self, samples: Sequence[Any], config: MCTSConfig, replicas: Sequence[Any], *,
                  version: int = 0, adapter: Any = None, weights: list | None = None,
                  out_dir: str | None = None,
                  settings: ManagerSettings | None = None, spec: ReplicaSpec | None = None,
                  autoscale: AutoscaleSettings | None = None,
-                 outcome: OutcomeFn | None = None) -> None:  # fmt: skip
+                 outcome: OutcomeFn | None = None, env: Any = None) -> None:  # fmt: skip
         self.samples = {str(s.id): s for s in samples}
         if len(self.samples) != len(samples):
             raise ValueError("TreeManager: sample ids must be unique")
@@ -127,7 +128,7 @@ class TreeManager:
         self.version = version
         self.out_dir = Path(out_dir) if out_dir else None
         reward = Reward.from_config(config, outcome or CallsOutcome())
-        self.core = SimulationCore(config, reward, self.samples)
+        self.core = SimulationCore(config, reward, self.samples, env=env)
         self._rollouts: list[tuple[Tree, Any]] = []  # simulations going down: their next leaves
         self.trees: dict[str, Tree] = {}
         self.finished: dict[str, int] = {}  # tree id -> pairs emitted
@@ -192,7 +193,7 @@ class TreeManager:
 
     def _emit(self, tid: str) -> None:
         tree = self.trees.pop(tid)
-        pairs = extract_pairs(tree, self.samples[tid])
+        pairs = extract_pairs(tree, self.samples[tid], env=self.core.env)
         if self.out_dir is not None:
             out = self.out_dir
             if self._kept < self.settings.keep_trees:
@@ -287,8 +288,7 @@ class TreeManager:
                 by_replica.setdefault(self.pool.route(tid) or 0, []).append(j)
 
             async def one(i: int, js: list[int]) -> tuple[list[int], list[float]]:
-                reqs = [EvalRequest(tids[j], 0, tuple(self.samples[tids[j]].messages),
-                                    tuple(self.samples[tids[j]].tools), "", False) for j in js]  # fmt: skip
+                reqs = [self.core.root_request(self.trees[tids[j]]) for j in js]
                 ref = self.pool.replicas[i].handle.evaluate.remote(reqs)
                 return js, await self._await(ref, self.settings.call_timeout_s)
 
