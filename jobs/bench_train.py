@@ -37,11 +37,11 @@ def main() -> None:
 
     from itool_ray.data import render_prompt
     from itool_ray.datasets import load_named
-    from itool_ray.models import smollm2_dir
+    from itool_ray.models import resolve_model
     from itool_ray.train._common import load_policy, load_tokenizer
     from itool_ray.train.config import LoraSettings
 
-    model_dir = smollm2_dir()
+    model_dir = resolve_model("smollm2")
     tok = load_tokenizer(model_dir)
     samples = load_named("synth", limit=args.rows, seed=0)
     rows = []
