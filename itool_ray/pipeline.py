@@ -31,6 +31,7 @@ from itool_ray.config import (
     Section,
     SFTSection,
 )
+from itool_ray.console import RunMonitor
 from itool_ray.data import (
     DifficultyBuckets,
     SynthConfig,
@@ -257,6 +258,7 @@ class Runtime:
     pool: Any = None
     trainer: Any = None
     broadcasts: list[dict[str, Any]] = field(default_factory=list)
+    monitor: RunMonitor = field(default_factory=lambda: RunMonitor(print))
 
     def init(self) -> None:
         """Connect to the cluster, or start a local Ray whose CPU slots cover every actor of
@@ -271,7 +273,8 @@ class Runtime:
         shards = c.train.perplexity_shards if c.train.perplexity_shards > 1 else 0
         slots = (c.replicas.count * c.replicas.num_cpus + c.train.num_cpus + c.manager.num_cpus
                  + shards * max(c.replicas.num_cpus, 1))  # fmt: skip
-        init_ray(c.address, num_cpus=max(os.cpu_count() or 1, math.ceil(slots)))
+        init_ray(c.address, num_cpus=max(os.cpu_count() or 1, math.ceil(slots)),
+                 log_to_driver=self.monitor.log_to_driver)  # fmt: skip
 
     def get_trainer(self):
         if self.trainer is None:
@@ -282,7 +285,7 @@ class Runtime:
             self.trainer = start_trainer(
                 self.model_dir, self.cfg.train.lora.build(), num_cpus=t.num_cpus,
                 num_gpus=t.num_gpus, resources=t.resources or None,
-                env={"TOKENIZERS_PARALLELISM": "false"},
+                env={"TOKENIZERS_PARALLELISM": "false", **self.monitor.actor_env()},
             )  # fmt: skip
         return self.trainer
 
@@ -304,7 +307,7 @@ class Runtime:
             self.pool = ReplicaPool.start(
                 r.count, engine, num_cpus=r.num_cpus, num_gpus=r.num_gpus,
                 resources=r.resources or None, max_restarts=r.max_restarts,
-                temperature=r.temperature, env=r.env,
+                temperature=r.temperature, env={**r.env, **self.monitor.actor_env()},
                 version=0 if full else policy.version, adapter=payload,
             )  # fmt: skip
             run_sync(self.pool.wait_ready())
@@ -334,10 +337,12 @@ class Runtime:
 
 
 def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
-    from itool_ray.eval.generate import evaluate_on_pool
+    from itool_ray.eval.generate import pool_responder, score_sets
 
     pool = rt.serve(policy)
-    results = evaluate_on_pool(pool, heldout_sets(data_dir), max_tokens=rt.cfg.eval.max_tokens)
+    respond = pool_responder(pool, max_tokens=rt.cfg.eval.max_tokens)
+    respond = rt.monitor.counting(out.name, "records", respond, workers=len(pool.healthy()))
+    results = score_sets(heldout_sets(data_dir), respond)
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
     return {
         "version": policy.version,
@@ -349,10 +354,9 @@ def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
 
 
 def _sft_stage(rt: Runtime, data_dir: Path, out: Path) -> dict:
-    import ray
-
     settings = rt.cfg.train.sft.build()
-    return ray.get(rt.get_trainer().warmup_sft.remote(warmup_buckets(data_dir), str(out), settings))
+    ref = rt.get_trainer().warmup_sft.remote(warmup_buckets(data_dir), str(out), settings)
+    return rt.monitor.follow(ref, out)
 
 
 def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
@@ -379,13 +383,16 @@ def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dic
                 "use train.perplexity_on=trainer or auto"
             )
     shards = rt.cfg.train.perplexity_shards
+    rt.monitor.progress(out.name, 0, len(samples), unit="samples")
     if on == "replicas":
-        ppl = scatter(rt.pool, "perplexity", samples)
+        score = lambda part: scatter(rt.pool, "perplexity", part)  # noqa: E731
+        ppl = rt.monitor.counting(out.name, "samples", score, len(rt.pool.healthy()))(samples)
     elif shards > 1:
         ppl = sharded_perplexity(rt.model_dir, policy.adapter, samples, shards,
                                  num_cpus=rt.cfg.replicas.num_cpus or 1)  # fmt: skip
     else:
         ppl = ray.get(rt.get_trainer().perplexity.remote(policy.adapter, samples))
+    rt.monitor.progress(out.name, len(samples), len(samples), unit="samples")
     selection = select_hard(samples, ppl, rt.cfg.train.alpha)
     (out / "selection.json").write_text(json.dumps(selection.to_dict(), indent=1))
     write_samples(out / "hard.jsonl", selection.chosen)
@@ -399,9 +406,11 @@ def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dic
 
     pool = rt.serve(policy)
     samples = read_samples(select_dir / "hard.jsonl")
+    stage = out.name
     result = run_rollout(samples, rt.cfg.mcts.build(), out, pool=pool,
                          settings=rt.cfg.manager.build(), manager_cpus=rt.cfg.manager.num_cpus,
-                         autoscale=rt.cfg.replicas.autoscale())  # fmt: skip
+                         autoscale=rt.cfg.replicas.autoscale(), log_dir=rt.monitor.logs_dir,
+                         on_progress=lambda r: rt.monitor.mcts_record(stage, r))  # fmt: skip
     summary = result.summary
     keep = ("trees_finished", "pairs", "expansions", "failures", "prefix_cache_hit_rate")
     out = {k: summary[k] for k in keep if k in summary} | {"version": policy.version}
@@ -409,8 +418,6 @@ def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dic
 
 
 def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:
-    import ray
-
     from itool_ray.mcts import split_by_tree
     from itool_ray.rollout import read_pairs
 
@@ -420,7 +427,9 @@ def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:
         return {"skipped": "no pairs", "adapter_dir": policy.adapter}
     settings = rt.cfg.train.dpo.build()
     trainer = rt.get_trainer()
-    result = ray.get(trainer.dpo.remote(policy.adapter, train, str(out), settings, heldout))
+    result = rt.monitor.follow(
+        trainer.dpo.remote(policy.adapter, train, str(out), settings, heldout), out
+    )
     trees = {"trained_trees": len({p.tree_id for p in train}),
              "heldout_trees": len({p.tree_id for p in heldout})}  # fmt: skip
     return {**result, **trees}
@@ -496,18 +505,25 @@ def _iteration(
     return new, {**row, "pairs": mcts.get("pairs", 0)}
 
 
-def run_itool(cfg: ITOolConfig, log: Callable[[str], None] = print) -> dict[str, dict]:
-    """Run (or resume) the job; returns the held-out accuracy table, one row per policy."""
+def run_itool(
+    cfg: ITOolConfig, log: Callable[[str], None] = print, monitor: RunMonitor | None = None
+) -> dict[str, dict]:
+    """Run (or resume) the job; returns the held-out accuracy table, one row per policy.
+    ``monitor``: the console (the main job's live display, logs folder and curves); without
+    one, lines go to ``log`` and the driver's curves to ``run_dir/tensorboard``."""
     from itool_ray.models import resolve_model
 
+    own = monitor is None
+    monitor = monitor or RunMonitor(log)
+    log = monitor.log
     plan = stage_plan(cfg)
-    stages = StageRunner(
-        cfg.run_dir, log, cfg.stop_after, plan=plan, rerun_changed=cfg.rerun_changed
-    )
+    stages = StageRunner(cfg.run_dir, log, cfg.stop_after, plan=plan,
+                         rerun_changed=cfg.rerun_changed, on_event=monitor.stage)  # fmt: skip
     stages.check()  # before config.json: it never claims settings a kept stage was not made with
     (Path(cfg.run_dir) / "config.json").write_text(cfg.model_dump_json(indent=1))
+    monitor.open(cfg.run_dir, list(plan))
     data_dir = stages.path("data")
-    rt = Runtime(cfg, str(resolve_model(cfg.model)))
+    rt = Runtime(cfg, str(resolve_model(cfg.model)), monitor=monitor)
     policy = Policy()
     table: dict[str, dict] = {}
     try:
@@ -533,6 +549,8 @@ def run_itool(cfg: ITOolConfig, log: Callable[[str], None] = print) -> dict[str,
             with (Path(cfg.run_dir) / "broadcasts.jsonl").open("a") as f:
                 f.writelines(json.dumps(b) + "\n" for b in rt.broadcasts)
         rt.close()
+        if own:
+            monitor.close()
     (Path(cfg.run_dir) / "table.json").write_text(json.dumps(table, indent=1))
     from itool_ray.report import write_report
 

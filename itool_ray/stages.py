@@ -174,7 +174,9 @@ class StageRunner:
     ``plan`` maps stage names to their ``StageSpec`` (settings and inputs; a stage not in it
     depends on nothing); ``check()`` compares the finished stages with it before anything
     runs. ``rerun_changed``: a stage made under other settings is run again, with every
-    stage after it, instead of refused.
+    stage after it, instead of refused. ``on_event(name, state, summary)`` hears every
+    stage's moves beside the log lines (a live display): ``running`` or ``resuming``, then
+    ``done`` with its summary or ``failed``; ``reused`` with the saved summary.
     """
 
     def __init__(
@@ -185,10 +187,12 @@ class StageRunner:
         *,
         plan: Mapping[str, StageSpec] | None = None,
         rerun_changed: bool = False,
+        on_event: Callable[[str, str, dict[str, Any] | None], None] | None = None,
     ) -> None:
         resolved = check_run_dir(run_dir)
         self.run_dir = Path(run_dir)
         self.log = log
+        self.on_event = on_event or (lambda name, state, summary: None)
         self.stop_after = stop_after
         self.plan = dict(plan or {})
         self.rerun_changed = rerun_changed
@@ -361,7 +365,9 @@ class StageRunner:
             stale = self._stale(name, settings, inputs)
             if stale is None:
                 self.log(f"[stage] {name}: done earlier, reusing {folder}")
-                return self._maybe_stop(name, self.summary(name))
+                summary = self.summary(name)
+                self.on_event(name, "reused", summary)
+                return self._maybe_stop(name, summary)
             reason, settings_changed = stale
             if settings_changed and not self.rerun_changed:
                 raise StageSettingsChanged(
@@ -395,8 +401,13 @@ class StageRunner:
             mine = {"stage": name, "fingerprint": fp, "settings": settings, "inputs": inputs}
             _write_json(folder / STAGE_MARKER, mine)
         self.log(f"[stage] {name}: {'resuming' if resumed else 'running'}")
+        self.on_event(name, "resuming" if resumed else "running", None)
         start = time.perf_counter()
-        summary = dict(fn(folder) or {})
+        try:
+            summary = dict(fn(folder) or {})
+        except BaseException:
+            self.on_event(name, "failed", None)
+            raise
         summary.pop(MANIFEST_KEY, None)
         summary["seconds"] = round(time.perf_counter() - start, 2)
         outputs = list_outputs(folder)
@@ -409,6 +420,7 @@ class StageRunner:
         }
         _write_json(folder / MARKER, {**summary, MANIFEST_KEY: manifest})
         self.log(f"[stage] {name}: finished in {summary['seconds']} s")
+        self.on_event(name, "done", summary)
         return self._maybe_stop(name, summary)
 
     def _maybe_stop(self, name: str, summary: dict[str, Any]) -> dict[str, Any]:

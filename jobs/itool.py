@@ -12,6 +12,12 @@ data, held-out evaluation on real data):
 Options: ``--config FILE.yaml`` and ``KEY.PATH=VALUE`` overrides, e.g.
 ``.venv/bin/python jobs/itool.py model=tiny data.num_samples=60 run_dir=/tmp/run``; the
 configuration is validated before any actor starts (``itool_ray.pipeline.ITOolConfig``).
+
+The console shows the run (``itool_ray.console.RunMonitor``): a live display of the stages and
+the running stage's progress on a terminal, one plain line per event otherwise (CI, ``ray job
+submit`` logs). What vLLM, Ray workers, TRL and transformers print goes to ``run_dir/logs/``
+(one file per actor, ``driver.log`` for this process); ``--verbose`` brings it back to the
+console. Training curves: ``.venv/bin/tensorboard --logdir RUN_DIR --host 127.0.0.1``.
 """
 
 from __future__ import annotations
@@ -27,30 +33,13 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 def main(
     overrides: list[str] = typer.Argument(None, help="KEY.PATH=VALUE overrides"),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file"),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="engines', Ray's and trainers' output on the console too"
+    ),
 ) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from itool_ray.cli import itool_job  # the same code as `itool-ray run`
 
-    from itool_ray.config import load_job_config
-    from itool_ray.pipeline import ITOolConfig, run_itool
-
-    cfg = load_job_config(ITOolConfig, config, overrides)
-    console = Console()
-    table_data = run_itool(cfg, log=lambda msg: console.print(msg, markup=False, highlight=False))
-    sets = sorted({k for row in table_data.values() for k, v in row.items() if isinstance(v, dict)})
-    table = Table(title=f"held-out accuracy per stage ({cfg.run_dir})")
-    for col in ("stage", "version", "pairs"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for name in sets:
-        table.add_column(name, justify="right")
-    for stage, row in table_data.items():
-        table.add_row(
-            stage,
-            str(row.get("version", "-")),
-            str(row.get("pairs", "-")),
-            *(f"{row[n]['accuracy']:.3f} (n={row[n]['n']})" if n in row else "-" for n in sets),
-        )
-    console.print(table)
+    itool_job(overrides, config, verbose)
 
 
 if __name__ == "__main__":

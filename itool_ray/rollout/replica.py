@@ -153,6 +153,9 @@ class PolicyReplica:
 
     def __init__(self, engine_config, replica_id: str = "replica", *, temperature: float = 1.0,
                  top_p: float = 1.0) -> None:  # fmt: skip
+        from itool_ray.console import log_to_file
+
+        log_to_file(replica_id)  # the job's run_dir/logs/<replica>.log, engine included
         from itool_ray.policy import VLLMPolicy
         from itool_ray.policy.steps import StepEngine
 

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,16 +38,20 @@ def loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False  # ray may have been imported before the variable
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+def init_ray(
+    address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool = True
+) -> None:
     """Connect to ``address`` (or ``$RAY_ADDRESS``, e.g. inside ``ray job submit``); without
-    one, start a local Ray bound to 127.0.0.1 (:func:`loopback_only`), dashboard included."""
+    one, start a local Ray bound to 127.0.0.1 (:func:`loopback_only`), dashboard included.
+    ``log_to_driver=False``: the workers' output stays out of this process's console (the
+    main job's actors write it to ``run_dir/logs/``)."""
     import ray
 
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=log_to_driver)
         return
     loopback_only()
     ray.init(
@@ -55,7 +59,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         _node_ip_address="127.0.0.1",
         include_dashboard=False,
         dashboard_host="127.0.0.1",
-        log_to_driver=True,
+        log_to_driver=log_to_driver,
     )
 
 
@@ -97,6 +101,8 @@ def run_rollout(
     autoscale: AutoscaleSettings | None = None,
     manager_restarts: int = 3,
     manager_name: str | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    log_dir: str | Path | None = None,
 ) -> RolloutResult:
     """MCTS over ``samples`` on the pool's replicas; pairs land in ``out_dir/pairs.jsonl``.
 
@@ -105,7 +111,10 @@ def run_rollout(
     (finished trees, their pairs, checkpointed trees) and ``run`` is called again: no tree
     or pair is lost, at most the search since the last checkpoint is redone. ``autoscale``:
     the manager grows the pool from ``pool.spec`` while trees wait for a replica (see
-    ``itool_ray.rollout.autoscale``). Progress records go to ``out_dir/progress.jsonl``.
+    ``itool_ray.rollout.autoscale``). Progress records go to ``out_dir/progress.jsonl``;
+    ``on_progress`` (a live display) hears each one instead of the tqdm bar, with the tokens
+    the replicas generated since the start (``generated_tokens``, read every few polls).
+    ``log_dir``: the manager writes its output to ``log_dir/tree-manager.log``.
     """
     import ray
     from tqdm import tqdm
@@ -123,11 +132,15 @@ def run_rollout(
         out_dir=str(out), settings=settings, spec=pool.spec if autoscale else None,
         autoscale=autoscale,
     )  # fmt: skip
+    if log_dir is not None:
+        manager.__ray_call__.remote(_log_to_file, str(log_dir))
     done_ref = manager.run.remote()
     instances: set[str] = set()  # manager incarnations seen: restarts = len - 1
     deaths = 0
-    bar = tqdm(total=len(samples), desc="mcts trees", unit="tree", disable=not progress)
+    bar = tqdm(total=len(samples), desc="mcts trees", unit="tree",
+               disable=not progress or on_progress is not None)  # fmt: skip
     started = time.monotonic()
+    tokens = _Tokens(manager) if on_progress is not None else None
     try:
         with open(out / "progress.jsonl", "a") as plog:
             while True:
@@ -148,11 +161,17 @@ def run_rollout(
                     else:  # the progress call met the same death; run()'s ref will tell
                         time.sleep(1.0)
                     continue
+                if log_dir is not None and instances and prog["instance"] not in instances:
+                    manager.__ray_call__.remote(_log_to_file, str(log_dir))  # restarted
                 instances.add(prog["instance"])
                 prog |= {"t": round(time.monotonic() - started, 2),
                          "manager_restarts": len(instances) - 1}  # fmt: skip
+                if tokens is not None:
+                    prog["generated_tokens"] = tokens.since_start()
                 plog.write(json.dumps(prog) + "\n")
                 plog.flush()
+                if on_progress is not None:
+                    on_progress(prog)
                 bar.n = prog["trees_finished"]
                 bar.set_postfix(pairs=prog["pairs"], exp=prog["expansions"],
                                 fail=prog["failures"], reps=prog["replicas_healthy"])  # fmt: skip
@@ -165,6 +184,42 @@ def run_rollout(
     final["manager_restarts"] = len(instances) - 1
     (out / "DONE.rollout.json").write_text(json.dumps(final))
     return RolloutResult(read_pairs(out / "pairs.jsonl"), final, infos)
+
+
+def _log_to_file(manager: Any, folder: str) -> None:
+    """Run inside the tree manager actor (``__ray_call__``): its output to ``folder``."""
+    from itool_ray.console import log_to_file
+
+    log_to_file("tree-manager", folder)
+
+
+class _Tokens:
+    """Tokens the replicas generated since the rollout started, asked of the manager every
+    ``every`` polls (a replica that restarted counts from zero again)."""
+
+    def __init__(self, manager: Any, every: int = 3) -> None:
+        self.manager, self.every, self.polls = manager, every, 0
+        self.start: int | None = None
+        self.last = 0
+
+    def _total(self) -> int | None:
+        import ray
+
+        try:
+            infos = ray.get(self.manager.replica_infos.remote(), timeout=10)
+        except Exception:  # a busy or restarting manager: ask again later
+            return None
+        return sum(i.get("generated_tokens", 0) for i in infos if i)
+
+    def since_start(self) -> int:
+        if self.polls % self.every == 0:
+            total = self._total()
+            if total is not None:
+                if self.start is None:
+                    self.start = total
+                self.last = max(total - self.start, self.last)
+        self.polls += 1
+        return self.last
 
 
 def run_sync(coro):

@@ -3,8 +3,12 @@ adapter saving, reading the trainer's log history and the finite-training guard.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import math
+import os
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -189,6 +193,45 @@ class StopOnNonFinite(TrainerCallback):
         return control
 
 
+class ProgressFile(TrainerCallback):
+    """Appends the trainer's progress to ``path``, one JSON object a line, for the driver
+    (``itool_ray.console.wait_reporting``: the trainer runs in a Ray actor): a ``begin``
+    record, then at every logged optimizer step its number, ``max_steps``, the epoch and
+    every number the trainer logged (loss, learning rate, DPO rewards and margins).
+
+    ``run`` names the run in the records; default: the trainer's output folder name
+    (the SFT bucket, ``out/runs/<bucket>``), none for ``out/runs``.
+    """
+
+    def __init__(self, path: str | Path, run: str | None = None) -> None:
+        self.path = Path(path)
+        self.run = run
+        self._run: str | None = run
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"run": self._run, "time": round(time.time(), 3), **record}) + "\n")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        name = Path(args.output_dir).name
+        self._run = self.run if self.run is not None else (None if name == "runs" else name)
+        self._write({"event": "begin", "step": state.global_step, "max_steps": state.max_steps})
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "train_runtime" in logs:  # the summary row: on_train_end says it
+            return control
+        numbers = {k: v for k, v in logs.items() if isinstance(v, int | float)}
+        self._write({"step": state.global_step, "max_steps": state.max_steps,
+                     "epoch": state.epoch, **numbers})  # fmt: skip
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._write({"event": "end", "step": state.global_step, "max_steps": state.max_steps})
+        return control
+
+
 def save_adapter(model, tokenizer, out_dir: str | Path) -> Path:
     """Save only the ``"default"`` adapter (PEFT format, relative to the original base model)
     and the tokenizer into ``out_dir``; refuses (``NonFiniteTrainingError``) weights holding
@@ -229,6 +272,19 @@ def first_last(values: Sequence[float]) -> tuple[float | None, float | None]:
     return (values[0], values[-1]) if values else (None, None)
 
 
+def report_to() -> list[str]:
+    """Where the trainers log their curves (loss, learning rate, DPO rewards and margins):
+    TensorBoard where installed (event files under the trainer's output folder,
+    ``<stage>/runs/.../runs/<time>_<host>/``, transformers' default), and W&B in offline mode
+    where ``wandb`` is installed and ``WANDB_MODE=offline`` is set."""
+    out = []
+    if importlib.util.find_spec("tensorboard") is not None:
+        out.append("tensorboard")
+    if os.environ.get("WANDB_MODE") == "offline" and importlib.util.find_spec("wandb"):
+        out.append("wandb")
+    return out
+
+
 def training_kwargs(settings: Any, device: Device, output_dir: str | Path) -> dict[str, Any]:
     """TrainingArguments shared by every trainer here (TRL configs subclass them)."""
     return {
@@ -251,7 +307,7 @@ def training_kwargs(settings: Any, device: Device, output_dir: str | Path) -> di
         # log a NaN/Inf loss as it is (transformers' filter would log 0.0 in its place)
         "logging_nan_inf_filter": False,
         "save_strategy": "no",
-        "report_to": [],
+        "report_to": report_to(),
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": not device.use_cpu,
     }

@@ -39,6 +39,14 @@ def _release_memory() -> None:
         pass
 
 
+def _progress_file(out_dir: str):
+    """The callback writing a run's steps to its stage folder, which the driver follows."""
+    from itool_ray.console import PROGRESS_FILE
+    from itool_ray.train._common import ProgressFile
+
+    return ProgressFile(Path(out_dir) / PROGRESS_FILE)
+
+
 class Trainer:
     """Training for one base model (``model_dir``, any local Hugging Face folder).
 
@@ -47,6 +55,9 @@ class Trainer:
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], lora: LoraSettings | None = None):
+        from itool_ray.console import log_to_file
+
+        log_to_file("trainer")  # the job's run_dir/logs/trainer.log (unless --verbose)
         self.model_dir = str(model_dir)
         self.lora = lora or LoraSettings()
 
@@ -54,11 +65,14 @@ class Trainer:
         self, data: Any, out_dir: str, settings: SFTSettings | None = None
     ) -> dict[str, Any]:
         """Easy-to-hard (or mixed) LoRA SFT on ``data`` (``DifficultyBuckets`` or samples);
-        the adapter lands in ``out_dir/adapter``."""
+        the adapter lands in ``out_dir/adapter``, the steps in ``out_dir/progress.jsonl``."""
         from itool_ray.train.sft import warmup_sft
 
+        progress = [_progress_file(out_dir)]
         try:
-            return warmup_sft(self.model_dir, data, out_dir, settings, self.lora).to_dict()
+            return warmup_sft(
+                self.model_dir, data, out_dir, settings, self.lora, callbacks=progress
+            ).to_dict()
         finally:
             _release_memory()
 
@@ -71,13 +85,14 @@ class Trainer:
         heldout: Sequence[Any] = (),
     ) -> dict[str, Any]:
         """One preference-optimisation round from ``adapter_in`` (reference = that policy);
-        ``heldout`` pairs (trees not trained on) are scored after it."""
+        ``heldout`` pairs (trees not trained on) are scored after it; the steps are
+        appended to ``out_dir/progress.jsonl``."""
         from itool_ray.train.dpo import train_dpo
 
         try:
             return train_dpo(
                 self.model_dir, adapter_in, list(pairs), out_dir, settings, self.lora,
-                heldout=list(heldout),
+                heldout=list(heldout), callbacks=[_progress_file(out_dir)],
             ).to_dict()  # fmt: skip
         finally:
             _release_memory()
