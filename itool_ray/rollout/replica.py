@@ -321,6 +321,33 @@ class PolicyReplica:
 
         return await self._in_engine(run)
 
+    async def respond_messages(
+        self, prompts: Sequence[Any], max_tokens: int = 192
+    ) -> list[str | None]:
+        """Greedy assistant messages for chat prompts (multi-turn evaluation): each
+        ``itool_ray.eval.multi_turn.ChatPrompt`` (messages + tools) rendered by
+        ``render_chat_prompt`` (system prompt listing its tools, tool results as ``tool``
+        turns where the chat template renders them); None where the prompt does not fit."""
+        from itool_ray.eval.multi_turn import render_chat_prompt
+
+        def run() -> list[str | None]:
+            tok = self.policy.tokenizer
+            limit = self.policy.config.max_model_len - max_tokens
+            ids = [
+                tok(render_chat_prompt(p, tok), add_special_tokens=False)["input_ids"]
+                for p in prompts
+            ]
+            keep = [i for i, p in enumerate(ids) if len(p) <= limit]
+            outs = self.policy.generate(
+                [ids[i] for i in keep], n=1, max_tokens=max_tokens, temperature=0.0
+            )
+            texts: list[str | None] = [None] * len(prompts)
+            for i, (c,) in zip(keep, outs, strict=True):
+                texts[i] = c.text
+            return texts
+
+        return await self._in_engine(run)
+
     def shutdown(self) -> None:
         try:
             self.policy.close()

@@ -1,0 +1,311 @@
+"""BFCL v3 multi-turn decoding: every entry's conversation advanced one assistant step at a
+time, all pending prompts of a step sent to the responder in one call (pure: no Ray, vLLM
+or torch; the policy is a passed-in :data:`ChatResponder`).
+
+The loop (:func:`run_multi_turn`) follows BFCL's ``inference_multi_turn_prompting``
+(``bfcl/model_handler/base_handler.py``), with the project's prompt and safe executor:
+
+* **a user turn** appends the turn's user message(s). A turn that reveals withheld functions
+  (``multi_turn_miss_func`` / ``composite``) has none: it gets BFCL's user message
+  :data:`REVEAL_TEXT`, and from that turn the system prompt lists the revealed docs too
+  (:meth:`~itool_ray.envs.MultiTurnEntry.functions_at`; BFCL's function-calling handlers
+  do the same, its prompting handlers paste the docs into that user message instead).
+* **a step** asks the policy for one assistant message given the conversation so far, with
+  the ToolACE system prompt listing ``entry.functions_at(turn)`` (as the single-turn prompts,
+  :func:`itool_ray.data.build_messages`). The message is decoded with
+  :func:`~itool_ray.envs.decode_step` (the decoder :func:`~itool_ray.envs.score_entry` uses,
+  so what is executed here is what is scored). Calls: executed on the entry's
+  :class:`~itool_ray.envs.World` (parsed, never ``eval``'d), one :data:`tool message
+  <tool_messages>` per call appended, and the turn goes on. No call (text, ``[]`` or an
+  unparsable output): the turn ends.
+* **the step limit** is BFCL's: once a turn has executed more than ``max_steps``
+  (:data:`~itool_ray.envs.MAX_STEPS_PER_TURN`) call steps, the entry is force-quit, its
+  later turns left out (``count > MAXIMUM_STEP_LIMIT``; the scorer then says
+  ``multi_turn:force_terminated`` unless it was the last turn). A turn thus costs at most
+  ``max_steps + 1`` queries.
+* **a prompt that does not fit** the context (the responder answers ``None``) ends the
+  entry: the remaining turns get no answer (``stopped="context"``), so a turn that needed
+  calls is wrong; never truncated silently.
+
+Tool results go back as ``{"role": "tool", "name": <call>, "content": <result>}``
+messages, one per call, in order, as BFCL's ``base_oss_handler`` adds them. Rendering
+(:func:`render_chat_prompt`) keeps them as ``tool`` turns when the chat template renders
+that role (:func:`renders_tool_role`: ChatML, SmolLM2's template, writes
+``<|im_start|>tool``; Llama 3.1's writes them as ``ipython`` turns); a template that refuses
+the role or drops the content gets each run of tool messages as one user turn headed
+:data:`TOOL_OUTPUT_HEADER`, one ``<call> -> <result>`` line per call (BFCL's
+DeepSeek handler also sends tool output in the user role).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from itool_ray.calls import Call, render_call
+from itool_ray.data.prompt import TOOLACE_SYSTEM_PROMPT, ChatTokenizer, build_messages
+from itool_ray.data.sample import Message, Sample, Tool
+from itool_ray.envs import (
+    MAX_CALLS_PER_STEP,
+    MAX_STEPS_PER_TURN,
+    NO_CALL_TEXT,
+    MultiTurnEntry,
+    World,
+    decode_step,
+    oracle_outputs,
+)
+
+REVEAL_TEXT = "I have updated some more functions you can choose from. What about now?"
+"""BFCL's ``DEFAULT_USER_PROMPT_FOR_ADDITIONAL_FUNCTION_FC``: the user message of a turn
+that reveals withheld functions (the system prompt lists them from that turn)."""
+
+TOOL_OUTPUT_HEADER = "[Tool output: the results of your calls above, in order, not a user message]"
+"""Heads the user turn that carries tool results for a template without a ``tool`` role."""
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """One assistant message to generate: the conversation so far and the tools shown.
+
+    Attributes:
+        messages: the turns after the system prompt (``user``, ``assistant`` and ``tool``
+            messages, plain dicts); the system prompt is rendered from ``tools``.
+        tools: the function docs the system prompt lists.
+        entry_id, turn, step: who asks (the entry, its user turn and the step within it,
+            0-based); not rendered, for logs and scripted responders.
+    """
+
+    messages: tuple[Message, ...]
+    tools: tuple[Tool, ...]
+    entry_id: str = ""
+    turn: int = 0
+    step: int = 0
+
+
+ChatResponder = Callable[[list[ChatPrompt]], Sequence[str | None]]
+"""One greedy assistant message per prompt, in order; ``None`` where the prompt does not fit
+the context. On the replicas: ``PolicyReplica.respond_messages``."""
+
+
+@dataclass(frozen=True)
+class MultiTurnRun:
+    """One entry decoded.
+
+    Attributes:
+        entry_id: the entry.
+        outputs: per user turn run, the assistant's messages in order (``None``: a prompt
+            that did not fit); what :func:`~itool_ray.envs.score_entry` takes.
+        stopped: ``None`` (every turn ran), ``"step_limit"`` (BFCL's force quit: the turns
+            after it are absent) or ``"context"`` (a prompt did not fit: the turns after it
+            are empty).
+        queries: assistant messages asked for.
+        calls: calls executed.
+    """
+
+    entry_id: str
+    outputs: tuple[tuple[str | None, ...], ...]
+    stopped: str | None = None
+    queries: int = 0
+    calls: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.entry_id,
+            "outputs": [list(t) for t in self.outputs],
+            "stopped": self.stopped,
+            "queries": self.queries,
+            "calls": self.calls,
+        }
+
+
+# ---- messages ------------------------------------------------------------------------------
+
+
+def call_text(call: Call) -> str:
+    """``name(a=1)``: the call as its tool message names it (BFCL: the decoded call)."""
+    try:
+        return render_call(call)
+    except (ValueError, TypeError):
+        return call.name
+
+
+def tool_messages(calls: Sequence[Call], results: Sequence[str]) -> list[Message]:
+    """One ``tool`` message per executed call, in order."""
+    return [
+        {"role": "tool", "name": call_text(c), "content": r}
+        for c, r in zip(calls, results, strict=True)
+    ]
+
+
+def user_messages(entry: MultiTurnEntry, turn: int) -> list[Message]:
+    """The user message(s) opening ``turn`` (:data:`REVEAL_TEXT` for a revealing turn)."""
+    if not entry.turns[turn] and turn in entry.missed_functions:
+        return [{"role": "user", "content": REVEAL_TEXT}]
+    return [dict(m) for m in entry.turns[turn]]
+
+
+def chat_messages(
+    prompt: ChatPrompt, *, tool_role: bool = True, template: str = TOOLACE_SYSTEM_PROMPT
+) -> list[Message]:
+    """The messages to render: the system prompt with the tools (as
+    :func:`~itool_ray.data.build_messages`), then the conversation; without ``tool_role``
+    each run of tool messages becomes one user message headed :data:`TOOL_OUTPUT_HEADER`."""
+    sample = Sample(id=prompt.entry_id, tools=prompt.tools, messages=prompt.messages, gold="")
+    messages = build_messages(sample, template=template)
+    if tool_role:
+        return messages
+    out: list[Message] = []
+    in_tool_output = False
+    for m in messages:
+        if m["role"] != "tool":
+            out.append(m)
+            in_tool_output = False
+            continue
+        line = f"{m.get('name', 'call')} -> {m['content']}"
+        if in_tool_output:
+            out[-1]["content"] += "\n" + line
+        else:
+            out.append({"role": "user", "content": TOOL_OUTPUT_HEADER + "\n" + line})
+            in_tool_output = True
+    return out
+
+
+_PROBE = "ITOOLTOOLPROBE"
+_TOOL_ROLE: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def renders_tool_role(tokenizer: ChatTokenizer) -> bool:
+    """Whether the chat template renders a ``tool`` message (with its content) after an
+    assistant turn; read once per tokenizer."""
+    with contextlib.suppress(KeyError, TypeError):
+        return _TOOL_ROLE[tokenizer]
+    probe = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "[f()]"},
+        {"role": "tool", "name": "f()", "content": _PROBE},
+    ]
+    try:
+        text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        ok = isinstance(text, str) and _PROBE in text
+    except Exception:  # templates that raise on an unknown role
+        ok = False
+    with contextlib.suppress(TypeError):  # not weak-referenceable: probe every time
+        _TOOL_ROLE[tokenizer] = ok
+    return ok
+
+
+def render_chat_prompt(
+    prompt: ChatPrompt, tokenizer: ChatTokenizer, *, template: str = TOOLACE_SYSTEM_PROMPT
+) -> str:
+    """The generation prompt of ``prompt`` with the tokenizer's chat template (tool results
+    as ``tool`` turns where the template renders them, else as marked user turns)."""
+    messages = chat_messages(prompt, tool_role=renders_tool_role(tokenizer), template=template)
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):
+        raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}")
+    return text
+
+
+# ---- the decoding loop ---------------------------------------------------------------------
+
+
+class _Dialogue:
+    """One entry's conversation, world and outputs while it is decoded."""
+
+    def __init__(self, entry: MultiTurnEntry, max_steps: int, max_calls: int) -> None:
+        self.entry, self.max_steps, self.max_calls = entry, max_steps, max_calls
+        self.world = World.from_entry(entry)
+        self.messages: list[Message] = []
+        self.outputs: list[list[str | None]] = []
+        self.turn, self.step, self.queries, self.calls = -1, 0, 0, 0
+        self.stopped: str | None = None
+        self.done = False
+        self._next_turn()
+
+    def _next_turn(self) -> None:
+        self.turn += 1
+        self.step = 0
+        if self.turn >= self.entry.num_turns:
+            self.done = True
+            return
+        self.outputs.append([])
+        self.messages.extend(user_messages(self.entry, self.turn))
+
+    def prompt(self) -> ChatPrompt:
+        return ChatPrompt(tuple(self.messages), self.entry.functions_at(self.turn),
+                          self.entry.id, self.turn, self.step)  # fmt: skip
+
+    def advance(self, text: str | None) -> None:
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"responder answered {type(text).__name__} for {self.entry.id}")
+        self.queries += 1
+        self.outputs[self.turn].append(text)
+        if text is None:  # the prompt did not fit: nothing later fits either
+            self.outputs.extend([] for _ in range(self.turn + 1, self.entry.num_turns))
+            self.stopped, self.done = "context", True
+            return
+        self.messages.append({"role": "assistant", "content": text})
+        calls, _ = decode_step(text)
+        if calls is None:
+            self._next_turn()
+            return
+        results = self.world.execute(calls, max_calls=self.max_calls)
+        self.messages.extend(tool_messages(calls, results))
+        self.calls += len(calls)
+        self.step += 1
+        if self.step > self.max_steps:  # BFCL: count > MAXIMUM_STEP_LIMIT, force quit
+            self.stopped, self.done = "step_limit", True
+
+    def result(self) -> MultiTurnRun:
+        outputs = tuple(tuple(t) for t in self.outputs)
+        return MultiTurnRun(self.entry.id, outputs, self.stopped, self.queries, self.calls)
+
+
+def run_multi_turn(
+    entries: Sequence[MultiTurnEntry],
+    respond: ChatResponder,
+    *,
+    max_steps: int = MAX_STEPS_PER_TURN,
+    max_calls: int = MAX_CALLS_PER_STEP,
+) -> list[MultiTurnRun]:
+    """Decode every entry (module docstring), in lockstep: each round asks ``respond`` once
+    for the next message of every entry still running. Returns one run per entry, in order.
+
+    Terminates for any responder: an entry takes at most ``num_turns * (max_steps + 1)``
+    queries. Any text is a valid answer (never an exception); a responder that returns
+    another number of answers than prompts, or a non-string, raises.
+    """
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, not {max_steps}")
+    ids = [e.id for e in entries]
+    if len(set(ids)) != len(ids):
+        raise ValueError("run_multi_turn: entry ids must be distinct")
+    dialogues = [_Dialogue(e, max_steps, max_calls) for e in entries]
+    while active := [d for d in dialogues if not d.done]:
+        prompts = [d.prompt() for d in active]
+        texts = list(respond(prompts))
+        if len(texts) != len(prompts):
+            raise RuntimeError(f"responder returned {len(texts)} answers for {len(prompts)}")
+        for d, text in zip(active, texts, strict=True):
+            d.advance(text)
+    return [d.result() for d in dialogues]
+
+
+# ---- scripted responders -------------------------------------------------------------------
+
+
+def oracle_chat_responder(entries: Sequence[MultiTurnEntry]) -> ChatResponder:
+    """Answers every entry with its gold, no engine: a turn's first step is the turn's
+    :func:`~itool_ray.envs.oracle_outputs` message (the gold calls, or
+    :data:`~itool_ray.envs.NO_CALL_TEXT` for a turn without gold calls), every later step
+    :data:`~itool_ray.envs.NO_CALL_TEXT`, which ends the turn."""
+    gold: Mapping[str, list[list[str]]] = {e.id: oracle_outputs(e) for e in entries}
+
+    def respond(prompts: list[ChatPrompt]) -> list[str | None]:
+        return [gold[p.entry_id][p.turn][0] if p.step == 0 else NO_CALL_TEXT for p in prompts]
+
+    return respond
