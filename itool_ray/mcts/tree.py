@@ -242,13 +242,7 @@ class Tree:
 
     def prefix(self, x: int) -> str:
         """The partial response at x: step texts from the root joined."""
-        text, parent = self._text, self._parent
-        parts = []
-        while x > 0:
-            parts.append(text[x])
-            x = parent[x]
-        parts.reverse()
-        return "".join(parts)
+        return "".join(self.path_texts(x))
 
     def path_texts(self, x: int) -> list[str]:
         """The step texts from the root to x (an environment replays a node from them)."""
