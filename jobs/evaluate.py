@@ -1,5 +1,5 @@
 """Benchmarks of a model (plus an optional LoRA adapter): BFCL v3 with the official checker,
-API-Bank level-1/2, Seal-Tools test_out_domain; results as JSON and a Markdown table.
+multi-turn included, API-Bank level-1/2, Seal-Tools test_out_domain; JSON and Markdown.
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
         python jobs/evaluate.py model=/models/Llama-3.1-8B-Instruct \
@@ -9,6 +9,14 @@ API-Bank level-1/2, Seal-Tools test_out_domain; results as JSON and a Markdown t
 Locally (starts its own Ray on 127.0.0.1):
 
     .venv/bin/python jobs/evaluate.py model=tiny 'benchmarks={bfcl/simple: 2}' replicas.count=1
+
+BFCL multi-turn alone (its prompts need SmolLM2's whole context), and the harness's
+self-check, every entry answered with its gold and no engine (100 wherever BFCL's gold
+is right; the gold it rejects is listed):
+
+    .venv/bin/python jobs/evaluate.py model=smollm2 'benchmarks={bfcl/multi_turn: 20}' \
+        engine.max_model_len=8192
+    .venv/bin/python jobs/evaluate.py model=oracle 'benchmarks={bfcl: null}'
 
 Options: ``--config FILE.yaml`` plus ``KEY.PATH=VALUE`` overrides (see
 ``itool_ray.eval.job.EvaluateConfig``); the configuration is validated before any actor

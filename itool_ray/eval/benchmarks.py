@@ -7,6 +7,12 @@ A *part* is one scored set; its name says how a response is judged:
   with :func:`itool_ray.calls.parse_calls`, and the calls go to BFCL's own ``ast_checker``
   (``nvidia-bfcl``, imported on first use) with the entry's functions and possible answers.
   Text, ``[]`` or an unparsable output is wrong (BFCL: decode failed).
+* ``bfcl/multi_turn_base``, ``_miss_func``, ``_miss_param``, ``_long_context``,
+  ``_composite``: each entry is decoded turn by turn with its tools executed
+  (:func:`itool_ray.eval.multi_turn.run_multi_turn`) and judged by BFCL's multi-turn
+  checks on the project's safe executor (:func:`itool_ray.envs.score_entry`:
+  state and execution results per turn); a step that does not parse ends its turn, so a
+  turn that needed calls is wrong, never an error (:func:`judge_multi_turn`).
 * ``bfcl/irrelevance``, ``bfcl/live_irrelevance``: correct iff the output does not decode
   into at least one call (text, ``[]``, or an unparsable output: BFCL's
   ``relevance_file_runner``); ``bfcl/live_relevance``: correct iff it does.
@@ -18,25 +24,38 @@ A *part* is one scored set; its name says how a response is judged:
   project's checker with the tool schema (the whole call list, any order).
 
 Everywhere a prompt that did not fit the context (``None`` response) counts as wrong, so a
-part's ``n`` is the number of entries asked.
+part's ``n`` is the number of entries asked (multi-turn: the entry stops there, and the
+turns it did not reach are unanswered).
+
+:func:`oracle_response` is the gold answer of a single-turn entry (``model=oracle``).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
-from itool_ray.calls import Call, CallParseError, check_calls, parse_calls
+from itool_ray.calls import Call, CallParseError, check_calls, parse_calls, render_calls
 from itool_ray.data import BFCL_AST_CATEGORIES, Sample
-from itool_ray.eval.bfcl_summary import MULTI_TURN, NON_LIVE_EXEC
+from itool_ray.envs import MULTI_TURN_CATEGORIES, MultiTurnEntry, decode_step, score_entry
+from itool_ray.eval.bfcl_summary import NON_LIVE_EXEC
+from itool_ray.eval.multi_turn import MultiTurnRun
 from itool_ray.eval.scoring import Counts, gold_ground_truth
 
 BFCL_NO_CALL = ("irrelevance", "live_irrelevance")
 BFCL_CALL = ("live_relevance",)
-BFCL_PARTS: tuple[str, ...] = (*BFCL_AST_CATEGORIES, *BFCL_NO_CALL, *BFCL_CALL)
+BFCL_PARTS: tuple[str, ...] = (
+    *BFCL_AST_CATEGORIES,
+    *BFCL_NO_CALL,
+    *BFCL_CALL,
+    *MULTI_TURN_CATEGORIES,
+)
+MULTI_TURN_PARTS: tuple[str, ...] = tuple(f"bfcl/{c}" for c in MULTI_TURN_CATEGORIES)
+"""The BFCL v3 multi-turn parts (their entries are :class:`MultiTurnEntry`, not samples)."""
 API_BANK_PARTS: tuple[str, ...] = ("level-1", "level-2")
 SEAL_PARTS: tuple[str, ...] = ("easy", "hard")
 SEAL_SPLIT = "test_out_domain"
@@ -46,12 +65,12 @@ PARTS: tuple[str, ...] = (
     *(f"seal-tools/{p}" for p in SEAL_PARTS),
 )
 UNSUPPORTED: dict[str, tuple[str, ...]] = {
-    "bfcl multi-turn (not supported yet)": MULTI_TURN,
     "bfcl executable (needs the real functions)": (*NON_LIVE_EXEC, "rest"),
     "bfcl java / javascript (Python call syntax only)": ("java", "javascript"),
 }
 GROUPS: dict[str, tuple[str, ...]] = {
     "bfcl": tuple(p for p in PARTS if p.startswith("bfcl/")),
+    "bfcl/multi_turn": MULTI_TURN_PARTS,
     "api-bank": tuple(p for p in PARTS if p.startswith("api-bank/")),
     "seal-tools": tuple(p for p in PARTS if p.startswith("seal-tools/")),
     f"seal-tools/{SEAL_SPLIT}": tuple(p for p in PARTS if p.startswith("seal-tools/")),
@@ -61,6 +80,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
 BFCL_MODEL_NAME = "itool-ray"
 """``model_name`` given to BFCL's checker: not in its ``UNDERSCORE_TO_DOT`` list, so function
 names are compared as written (dots kept)."""
+
+
+def is_multi_turn(part: str) -> bool:
+    """A BFCL multi-turn part (decoded by the multi-turn loop, scored per entry)."""
+    return part in MULTI_TURN_PARTS
 
 
 def expand_benchmarks(spec: Mapping[str, int | None]) -> dict[str, int | None]:
@@ -119,15 +143,23 @@ def load_bfcl_relevance(limit: int | None = None) -> list[Sample]:
     return out
 
 
-def load_parts(parts: Mapping[str, int | None]) -> dict[str, list[Sample]]:
-    """The samples of each part (first ``limit`` of each), loaded by the project's loaders;
-    a malformed record raises (an evaluation set is never silently shortened)."""
-    from itool_ray.datasets import load_named
+Entry = Sample | MultiTurnEntry
+"""What a part holds: samples, or BFCL multi-turn entries (:data:`MULTI_TURN_PARTS`)."""
 
-    out: dict[str, list[Sample]] = {}
+
+def load_parts(parts: Mapping[str, int | None]) -> dict[str, list[Any]]:
+    """The entries of each part (first ``limit`` of each), loaded by the project's loaders:
+    :class:`Sample` lists, :class:`MultiTurnEntry` lists for the multi-turn parts. A
+    malformed record raises (an evaluation set is never silently shortened)."""
+    from itool_ray.datasets import load_named
+    from itool_ray.envs import load_multi_turn
+
+    out: dict[str, list[Any]] = {}
     seal: list[Sample] | None = None
     for part, limit in parts.items():
-        if part == "bfcl/live_relevance":
+        if is_multi_turn(part):
+            out[part] = list(load_multi_turn(part.split("/", 1)[1])[:limit])
+        elif part == "bfcl/live_relevance":
             out[part] = load_bfcl_relevance(limit)
         elif part.startswith("seal-tools/"):
             if seal is None:
@@ -154,6 +186,9 @@ class Verdict:
         parse_error: set when the output began a call list but is not a valid one.
         partial: share of gold calls matched (1.0 / 0.0 where only all-or-nothing exists).
         error: why it is wrong (``None`` when correct).
+        multi_turn: multi-turn parts only: the run (``outputs`` per turn, ``stopped``,
+            ``queries``, ``calls``) and BFCL's verdict (``error_type``, ``turn``,
+            ``details``, ``undecoded`` steps); ``response`` is then the outputs as JSON.
     """
 
     sample_id: str
@@ -163,6 +198,7 @@ class Verdict:
     parse_error: str | None = None
     partial: float = 0.0
     error: str | None = None
+    multi_turn: dict[str, Any] | None = None
 
 
 AstChecker = Callable[..., dict[str, Any]]
@@ -225,6 +261,8 @@ def judge(
     """Judge ``response`` for ``sample`` by the rules of ``part`` (module docstring)."""
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; known: {PARTS}")
+    if is_multi_turn(part):
+        raise ValueError(f"part {part!r} is multi-turn: judge it with judge_multi_turn")
     if response is None:
         return Verdict(sample.id, None, False, error="prompt longer than the context: not asked")
     source, name = part.split("/", 1)
@@ -261,9 +299,14 @@ class PartResult(Counts):
     wrong_examples: tuple[dict[str, Any], ...] = ()
 
 
+def _skipped(v: Verdict) -> bool:
+    """A prompt of this entry did not fit the context (multi-turn: at some step)."""
+    return v.response is None or (v.multi_turn or {}).get("stopped") == "context"
+
+
 def summarize_part(name: str, verdicts: Sequence[Verdict], keep: int = 3) -> PartResult:
     wrong = [v for v in verdicts if not v.correct]
-    answered = [v for v in verdicts if v.response is not None]
+    answered = [v for v in verdicts if not _skipped(v)]
     return PartResult(
         name=name,
         n=len(verdicts),
@@ -294,3 +337,59 @@ def score_part(
         raise ValueError(f"part {name!r}: {len(responses)} responses for {len(samples)} samples")
     verdicts = [judge(name, s, r, checker) for s, r in zip(samples, responses, strict=True)]
     return summarize_part(name, verdicts), verdicts
+
+
+# ---- multi-turn parts ----------------------------------------------------------------------
+
+_NOT_PARSE_ERRORS = frozenset({None, "prose", "empty", "not a string"})
+
+
+def judge_multi_turn(entry: MultiTurnEntry, run: MultiTurnRun) -> Verdict:
+    """BFCL's multi-turn verdict on one decoded entry (:func:`itool_ray.envs.score_entry`).
+
+    ``called``: some step executed calls; ``parse_error``: the first step that began a call
+    list but is not a valid one; ``partial``: the share of turns passed before the first
+    wrong one. Never raises on any run of this entry.
+    """
+    if run.entry_id != entry.id:
+        raise ValueError(f"run of {run.entry_id!r} judged against entry {entry.id!r}")
+    verdict = score_entry(entry, run.outputs)
+    reasons = (decode_step(text)[1] for turn in run.outputs for text in turn)
+    parse_error = next((r for r in reasons if r not in _NOT_PARSE_ERRORS), None)
+    if verdict.valid:
+        partial, error = 1.0, None
+    else:
+        partial = verdict.turn / entry.num_turns if verdict.turn is not None else 0.0
+        where = f" at turn {verdict.turn}" if verdict.turn is not None else ""
+        error = f"{verdict.error_type}{where}: {verdict.error_message}"
+        if run.stopped is not None:
+            error = f"stopped ({run.stopped}); {error}"
+    return Verdict(
+        sample_id=entry.id,
+        response=json.dumps([list(t) for t in run.outputs], ensure_ascii=False),
+        correct=verdict.valid,
+        called=run.calls > 0,
+        parse_error=parse_error,
+        partial=partial,
+        error=error,
+        multi_turn={**run.to_json(), **verdict.to_json()},
+    )
+
+
+def score_multi_turn_part(
+    name: str, entries: Sequence[MultiTurnEntry], runs: Sequence[MultiTurnRun]
+) -> tuple[PartResult, list[Verdict]]:
+    """Judge every run of one multi-turn part (same order as ``entries``)."""
+    if len(entries) != len(runs):
+        raise ValueError(f"part {name!r}: {len(runs)} runs for {len(entries)} entries")
+    verdicts = [judge_multi_turn(e, r) for e, r in zip(entries, runs, strict=True)]
+    return summarize_part(name, verdicts), verdicts
+
+
+def oracle_response(part: str, sample: Sample) -> str:
+    """The gold answer of a single-turn entry: its gold call list (BFCL: the first allowed
+    value of each argument) or text. ``bfcl/live_relevance`` has no gold (any call is
+    right): one call of the entry's first function, without arguments."""
+    if part == "bfcl/live_relevance":
+        return render_calls([Call(sample.tools[0]["name"], {})])
+    return sample.gold

@@ -1,6 +1,12 @@
 """The evaluation job (``jobs/evaluate.py``): decode the benchmark parts on vLLM replicas in
 parallel, score them offline (:mod:`itool_ray.eval.benchmarks`), write JSON + Markdown.
 
+BFCL's multi-turn parts are decoded by :func:`itool_ray.eval.multi_turn.run_multi_turn`,
+each step's prompts split over the replicas (:func:`pool_chat_responder`).
+``model=oracle`` starts no engine: every entry is answered with its gold
+(:func:`oracle_responders`), a self-check of the harness that lists any gold the checkers
+reject.
+
 Only :func:`run_evaluate_job` touches Ray; the configuration and the scoring are plain.
 """
 
@@ -11,26 +17,35 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from itool_ray.config import EngineSection, ReplicaSection, Section
-from itool_ray.eval.benchmarks import Verdict, expand_benchmarks
+from itool_ray.data import Sample
+from itool_ray.eval.benchmarks import Verdict, expand_benchmarks, is_multi_turn
+from itool_ray.eval.multi_turn import ChatResponder
 from itool_ray.eval.report import BenchmarkReport
+
+ORACLE = "oracle"
+"""``model=oracle``: the gold answers, no engine (:func:`oracle_responders`)."""
 
 log = logging.getLogger(__name__)
 
 
 class EvaluateConfig(Section):
-    """``jobs/evaluate.py``. ``model``: ``smollm2``, ``tiny`` or a local HF folder;
+    """``jobs/evaluate.py``. ``model``: ``smollm2``, ``tiny``, a local HF folder, or
+    ``oracle`` (every entry answered with its gold, no engine: a self-check of the harness);
     ``adapter``: an optional PEFT adapter folder, served as policy version 1.
 
     ``benchmarks`` maps a group (``bfcl``, ``api-bank``, ``seal-tools``) or a part
-    (``bfcl/simple``, ``api-bank/level-2``, ``seal-tools/hard``...) to the number of entries
-    scored in each of its parts (``null``: all)."""
+    (``bfcl/simple``, ``bfcl/multi_turn_base``, ``api-bank/level-2``, ``seal-tools/hard``...)
+    to the number of entries scored in each of its parts (``null``: all); ``bfcl`` holds the
+    five multi-turn parts too, ``bfcl/multi_turn`` only them. ``max_tokens`` bounds each
+    assistant message (a multi-turn step too)."""
 
     model: str = "smollm2"
     adapter: str | None = None
@@ -53,9 +68,50 @@ class EvaluateConfig(Section):
         expand_benchmarks(value)
         return value
 
+    @field_validator("adapter")
+    @classmethod
+    def _oracle_has_no_adapter(cls, value: str | None, info) -> str | None:
+        if value is not None and info.data.get("model") == ORACLE:
+            raise ValueError("model=oracle takes no adapter")
+        return value
+
     @property
     def parts(self) -> dict[str, int | None]:
         return expand_benchmarks(self.benchmarks)
+
+
+def oracle_responders(
+    sets: dict[str, list[Any]],
+) -> tuple[Callable[[list[Sample]], list[str | None]], ChatResponder]:
+    """The gold answers of every entry of ``sets``: single-turn samples by
+    :func:`~itool_ray.eval.benchmarks.oracle_response` of their part, multi-turn entries by
+    :func:`~itool_ray.eval.multi_turn.oracle_chat_responder`."""
+    from itool_ray.eval.benchmarks import oracle_response
+    from itool_ray.eval.multi_turn import oracle_chat_responder
+
+    part_of = {id(s): name for name, items in sets.items() if not is_multi_turn(name)
+               for s in items}  # fmt: skip
+
+    def respond(samples: list[Sample]) -> list[str | None]:
+        return [oracle_response(part_of[id(s)], s) for s in samples]
+
+    entries = [e for name, items in sets.items() if is_multi_turn(name) for e in items]
+    return respond, oracle_chat_responder(entries)
+
+
+def pool_chat_responder(pool, *, max_tokens: int = 192, retries: int = 3,
+                        restart_wait_s: float = 600.0) -> ChatResponder:  # fmt: skip
+    """Greedy assistant messages from a ``ReplicaPool``: the prompts split over its healthy
+    replicas (``PolicyReplica.respond_messages``), all decoding in parallel; a failed
+    replica's share is decoded again (as ``pool_responder``)."""
+
+    def respond(prompts: list) -> list[str | None]:
+        from itool_ray.rollout.scatter import scatter
+
+        return scatter(pool, "respond_messages", prompts, max_tokens, retries=retries,
+                       restart_wait_s=restart_wait_s)  # fmt: skip
+
+    return respond
 
 
 def _start_pool(cfg: EvaluateConfig, model_dir: str):
@@ -97,32 +153,52 @@ def write_outputs(
 
 
 def run_evaluate_job(cfg: EvaluateConfig) -> dict[str, Any]:
-    """Load the parts, decode them on the replicas, score, write; returns the file paths and
-    the report as a dict."""
+    """Load the parts, decode them on the replicas (or answer them with the gold for
+    ``model=oracle``), score, write; returns the file paths and the report as a dict."""
     from itool_ray.eval.benchmarks import load_parts, official_ast_checker
     from itool_ray.eval.bfcl_summary import bfcl_category_sizes
+    from itool_ray.eval.report import oracle_rejections, score_benchmarks
+
+    sets = load_parts(cfg.parts)
+    if any(name.startswith("bfcl/") and not is_multi_turn(name) for name in sets):
+        official_ast_checker()  # fail before the engines start when nvidia-bfcl is missing
+    log.info("parts: %s", {k: len(v) for k, v in sets.items()})
+    sizes = bfcl_category_sizes() if any(n.startswith("bfcl/") for n in sets) else None
+    meta = {"model": cfg.model, "adapter": cfg.adapter, "benchmarks": cfg.benchmarks,
+            "max_tokens": cfg.max_tokens}  # fmt: skip
+    if cfg.model == ORACLE:
+        respond, respond_chat = oracle_responders(sets)
+        start = time.perf_counter()
+        report, verdicts = score_benchmarks(sets, respond, respond_chat=respond_chat,
+                                            full_sizes=sizes, meta=meta)  # fmt: skip
+        report = replace(report, rejected_gold=oracle_rejections(sets, verdicts))
+        report.meta.update(decode_s=round(time.perf_counter() - start, 1))
+    else:
+        report, verdicts = _decode_on_pool(cfg, sets, sizes, meta)
+    paths = write_outputs(Path(cfg.out_dir), report, verdicts)
+    return {"files": paths, **report.to_dict()}
+
+
+def _decode_on_pool(
+    cfg: EvaluateConfig, sets: dict[str, list[Any]], sizes: dict[str, int] | None,
+    meta: dict[str, Any],
+) -> tuple[BenchmarkReport, dict[str, list[Verdict]]]:  # fmt: skip
     from itool_ray.eval.generate import pool_responder
     from itool_ray.eval.report import score_benchmarks
     from itool_ray.models import resolve_model
 
-    sets = load_parts(cfg.parts)
-    if any(name.startswith("bfcl/") for name in sets):
-        official_ast_checker()  # fail before the engines start when nvidia-bfcl is missing
-    log.info("parts: %s", {k: len(v) for k, v in sets.items()})
     model_dir = str(resolve_model(cfg.model))
+    meta = {**meta, "model_dir": model_dir, "replicas": cfg.replicas.count}
     start = time.perf_counter()
     pool = _start_pool(cfg, model_dir)
     try:
         ready = time.perf_counter()
         respond = pool_responder(pool, max_tokens=cfg.max_tokens)
-        sizes = bfcl_category_sizes() if any(n.startswith("bfcl/") for n in sets) else None
-        meta = {"model": cfg.model, "model_dir": model_dir, "adapter": cfg.adapter,
-                "benchmarks": cfg.benchmarks, "max_tokens": cfg.max_tokens,
-                "replicas": cfg.replicas.count}  # fmt: skip
-        report, verdicts = score_benchmarks(sets, respond, full_sizes=sizes, meta=meta)
+        respond_chat = pool_chat_responder(pool, max_tokens=cfg.max_tokens)
+        report, verdicts = score_benchmarks(sets, respond, respond_chat=respond_chat,
+                                            full_sizes=sizes, meta=meta)  # fmt: skip
         done = time.perf_counter()
     finally:
         pool.shutdown()
     report.meta.update(engine_start_s=round(ready - start, 1), decode_s=round(done - ready, 1))
-    paths = write_outputs(Path(cfg.out_dir), report, verdicts)
-    return {"files": paths, **report.to_dict()}
+    return report, verdicts

@@ -1,4 +1,9 @@
-"""Benchmark report: every part's counts, the BFCL summary columns, JSON and Markdown."""
+"""Benchmark report: every part's counts, the BFCL summary columns, JSON and Markdown.
+
+:func:`score_benchmarks` decodes the single-turn parts with one ``respond`` call and the
+BFCL multi-turn parts with :func:`itool_ray.eval.multi_turn.run_multi_turn` (one
+``respond_chat`` call per step, every entry of every multi-turn part in it), then scores.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from itool_ray.data import Sample
-from itool_ray.eval.benchmarks import UNSUPPORTED, PartResult, Verdict, score_part
-from itool_ray.eval.bfcl_summary import Acc, Rule, bfcl_columns
+from itool_ray.envs import MULTI_TURN_CATEGORIES, MultiTurnEntry, gold_defects
+from itool_ray.eval.benchmarks import (
+    UNSUPPORTED,
+    PartResult,
+    Verdict,
+    is_multi_turn,
+    score_multi_turn_part,
+    score_part,
+)
+from itool_ray.eval.bfcl_summary import MULTI_TURN, Acc, Rule, bfcl_columns
+from itool_ray.eval.multi_turn import ChatResponder, run_multi_turn
 
 PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Overall", "overall"),
@@ -25,29 +39,38 @@ PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
 class BenchmarkReport:
     """Results of one model on the benchmark parts, plus BFCL's summary under both rules of
     :mod:`itool_ray.eval.bfcl_summary` (``evaluated``: over the categories run; ``bfcl``: the
-    leaderboard's arithmetic, a category not run counted 0)."""
+    leaderboard's arithmetic, a category not run counted 0). ``rejected_gold``: for
+    ``model=oracle``, every gold answer the checkers reject (:func:`oracle_rejections`)."""
 
     parts: dict[str, PartResult]
     bfcl: dict[Rule, dict[str, Acc | None]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    rejected_gold: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "meta": self.meta,
             "parts": {name: p.to_dict() for name, p in self.parts.items()},
+            "bfcl_categories": {
+                c: a.to_dict() for c, a in bfcl_category_scores(self.parts).items()
+            },
             "bfcl_summary": {
                 rule: {k: (v.to_dict() if v is not None else None) for k, v in cols.items()}
                 for rule, cols in self.bfcl.items()
             },
             "not_supported": {k: list(v) for k, v in UNSUPPORTED.items()},
         }
+        if self.rejected_gold is not None:
+            out["rejected_gold"] = self.rejected_gold
+        return out
 
     def to_markdown(self) -> str:
         return render_markdown(self)
 
 
 def bfcl_category_scores(parts: Mapping[str, PartResult]) -> dict[str, Acc]:
-    """Per-category accuracy and count of the BFCL parts that were run."""
+    """Per-category accuracy and count of the BFCL parts that were run, under BFCL's
+    category names (``simple``, ``multi_turn_base``, ...)."""
     return {
         name.split("/", 1)[1]: Acc(p.accuracy, p.n)
         for name, p in parts.items()
@@ -73,26 +96,68 @@ def build_report(
 
 
 def score_benchmarks(
-    sets: Mapping[str, Sequence[Sample]],
+    sets: Mapping[str, Sequence[Any]],
     respond: Callable[[list[Sample]], Sequence[str | None]],
     *,
+    respond_chat: ChatResponder | None = None,
     checker: Callable[..., dict[str, Any]] | None = None,
     full_sizes: Mapping[str, int] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> tuple[BenchmarkReport, dict[str, list[Verdict]]]:
-    """Decode every part's samples with one ``respond`` call (as ``score_sets`` does) and
-    score them; also returns every verdict per part."""
-    owners = [(name, s) for name, samples in sets.items() for s in samples]
+    """Decode every single-turn part's samples with one ``respond`` call (as ``score_sets``
+    does) and every multi-turn part's entries with ``respond_chat`` (one call per step, all
+    parts together), score them; also returns every verdict per part, in ``sets`` order.
+
+    Raises:
+        ValueError: multi-turn parts without ``respond_chat``.
+    """
+    single = {name: items for name, items in sets.items() if not is_multi_turn(name)}
+    multi = {name: items for name, items in sets.items() if is_multi_turn(name)}
+    results: dict[str, PartResult] = {}
+    verdicts: dict[str, list[Verdict]] = {}
+    owners = [(name, s) for name, samples in single.items() for s in samples]
     responses = list(respond([s for _, s in owners])) if owners else []
     if len(responses) != len(owners):
         raise RuntimeError(f"responder returned {len(responses)} answers for {len(owners)}")
-    by_part: dict[str, list[str | None]] = {name: [] for name in sets}
+    by_part: dict[str, list[str | None]] = {name: [] for name in single}
     for (name, _), text in zip(owners, responses, strict=True):
         by_part[name].append(text)
-    results, verdicts = {}, {}
-    for name, samples in sets.items():
+    for name, samples in single.items():
         results[name], verdicts[name] = score_part(name, samples, by_part[name], checker)
-    return build_report(results, full_sizes=full_sizes, meta=meta), verdicts
+    if any(multi.values()):
+        if respond_chat is None:
+            raise ValueError(f"multi-turn parts {sorted(multi)} need a respond_chat responder")
+        entries = [e for items in multi.values() for e in items]
+        runs = iter(run_multi_turn(entries, respond_chat))
+        for name, items in multi.items():
+            part_runs = [next(runs) for _ in items]
+            results[name], verdicts[name] = score_multi_turn_part(name, items, part_runs)
+    else:
+        for name in multi:
+            results[name], verdicts[name] = score_multi_turn_part(name, [], [])
+    order = list(sets)
+    report = build_report({n: results[n] for n in order}, full_sizes=full_sizes, meta=meta)
+    return report, {n: verdicts[n] for n in order}
+
+
+def oracle_rejections(
+    sets: Mapping[str, Sequence[Any]], verdicts: Mapping[str, Sequence[Verdict]]
+) -> list[dict[str, Any]]:
+    """The gold answers judged wrong in an oracle run (``model=oracle``): ``{part, id,
+    error}``, with ``gold_defects`` (why BFCL's own gold cannot be answered) for a
+    multi-turn entry. Empty when the harness accepts every gold."""
+    out = []
+    for part, vs in verdicts.items():
+        items = {getattr(e, "id", None): e for e in sets.get(part, ())}
+        for v in vs:
+            if v.correct:
+                continue
+            row: dict[str, Any] = {"part": part, "id": v.sample_id, "error": (v.error or "")[:300]}
+            entry = items.get(v.sample_id)
+            if isinstance(entry, MultiTurnEntry):
+                row["gold_defects"] = gold_defects(entry)
+            out.append(row)
+    return out
 
 
 # ---- Markdown ----------------------------------------------------------------------------
@@ -122,17 +187,14 @@ def _bfcl_section(report: BenchmarkReport, parts: list[PartResult]) -> list[str]
         "",
         "| " + " | ".join(title for title, _ in PAPER_COLUMNS) + " |",
         "|" + "---:|" * len(PAPER_COLUMNS),
-        "| "
-        + " | ".join(
-            "not supported" if key == "multi_turn" else _pct(cols.get(key))
-            for _, key in PAPER_COLUMNS
-        )
-        + " |",
+        "| " + " | ".join(_pct(cols.get(key)) for _, key in PAPER_COLUMNS) + " |",
         "",
         "BFCL's formulas over the categories run: Non-live (AST) is its AST summary "
         "(unweighted mean), Live is weighted by entries and holds live relevance and "
-        "irrelevance, Overall is the mean of the Live and Non-live groups (Non-live there "
-        "also holds irrelevance; multi-turn is not run). Parse errors, text answers and "
+        "irrelevance, Multi-turn is the unweighted mean of multi_turn_base, miss_func, "
+        "miss_param and long_context (multi_turn_composite is reported apart, in no "
+        "aggregate), Overall is the unweighted mean of the Live, Non-live and Multi-turn "
+        "groups (Non-live there also holds irrelevance). Parse errors, text answers and "
         "skipped prompts (longer than the context) are wrong unless no call is wanted.",
     ]
     strict = report.bfcl.get("bfcl")
@@ -140,13 +202,50 @@ def _bfcl_section(report: BenchmarkReport, parts: list[PartResult]) -> list[str]
         lines.append(
             f"With the leaderboard's rule (a category not run counts 0): Overall "
             f"{_pct(strict['overall'])}, Non-live {_pct(strict['non_live'])}, "
-            f"Live {_pct(strict['live'])}."
+            f"Live {_pct(strict['live'])}, Multi-turn {_pct(strict['multi_turn'])}."
         )
+    lines += _multi_turn_lines(report)
     lines += ["", *_part_rows(parts, lambda n: n.split("/", 1)[1]), ""]
     lines.append(
         "Not supported: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in UNSUPPORTED.items()) + "."
     )
     return lines
+
+
+def _multi_turn_lines(report: BenchmarkReport) -> list[str]:
+    """BFCL's multi-turn table (its ``data_multi_turn.csv`` columns, plus composite)."""
+    scores = bfcl_category_scores(report.parts)
+    if not any(c in scores for c in MULTI_TURN_CATEGORIES):
+        return []
+    cols = report.bfcl.get("evaluated", {})
+    names = [c.removeprefix("multi_turn_") for c in MULTI_TURN_CATEGORIES]
+    cells = [_pct(cols.get("multi_turn"))] + [_pct(scores.get(c)) for c in MULTI_TURN_CATEGORIES]
+    return [
+        "",
+        "| Multi-turn | " + " | ".join(names) + " |",
+        "|" + "---:|" * (len(names) + 1),
+        "| " + " | ".join(cells) + " |",
+        "",
+        f"Multi-turn = mean of {', '.join(c.removeprefix('multi_turn_') for c in MULTI_TURN)}"
+        "; decoded turn by turn with the tools executed (safe executor, no eval), "
+        "judged by BFCL's multi-turn state and response checks.",
+    ]
+
+
+def _rejected_lines(report: BenchmarkReport) -> list[str]:
+    rejected = report.rejected_gold
+    if rejected is None:
+        return []
+    lines = ["## Oracle self-check: gold answers the checkers reject", ""]
+    if not rejected:
+        return [*lines, "None: every gold answer scores as correct.", ""]
+    lines += [f"{len(rejected)} gold answers are judged wrong:", "", "| part | id | why |",
+              "|---|---|---|"]  # fmt: skip
+    for r in rejected:
+        why = "; ".join(r.get("gold_defects") or []) or r["error"]
+        why = why.replace("|", "\\|").replace("\n", " ")[:300]
+        lines.append(f"| {r['part']} | {r['id']} | {why} |")
+    return [*lines, ""]
 
 
 def render_markdown(report: BenchmarkReport) -> str:
@@ -175,4 +274,5 @@ def render_markdown(report: BenchmarkReport) -> str:
                          f"{sum(p.parse_errors for p in seal)} | {sum(p.no_call for p in seal)} | "
                          f"{sum(p.skipped for p in seal)} |")  # fmt: skip
         lines.append("")
+    lines += _rejected_lines(report)
     return "\n".join(lines)

@@ -14,7 +14,13 @@ import pytest
 
 from itool_ray.calls import Call, parse_calls, render_calls
 from itool_ray.data import Sample, shared_data_root
-from itool_ray.eval.benchmarks import expand_benchmarks, judge, load_parts, score_part
+from itool_ray.eval.benchmarks import (
+    expand_benchmarks,
+    is_multi_turn,
+    judge,
+    load_parts,
+    score_part,
+)
 from itool_ray.eval.bfcl_summary import bfcl_category_sizes
 from itool_ray.eval.report import build_report, render_markdown, score_benchmarks
 
@@ -108,7 +114,9 @@ PLAN = {
 
 @pytest.fixture(scope="module")
 def sets() -> dict[str, list[Sample]]:
-    return load_parts(expand_benchmarks({"bfcl": 3, "api-bank": 3, "seal-tools": 3}))
+    parts = expand_benchmarks({"bfcl": 3, "api-bank": 3, "seal-tools": 3})
+    # the multi-turn parts have their own tests (tests/eval/test_multi_turn.py)
+    return load_parts({k: v for k, v in parts.items() if not is_multi_turn(k)})
 
 
 @pytest.fixture(scope="module")
@@ -178,16 +186,17 @@ def test_bfcl_summary_columns_by_hand(scored):
 def test_markdown_and_json(scored):
     report, _ = scored
     md = render_markdown(report)
-    assert "| 60.00 | 50.00 | 66.67 | not supported | 33.33 | 66.67 |" in md
+    assert "| 60.00 | 50.00 | 66.67 | - | 33.33 | 66.67 |" in md  # multi-turn not run
     assert "| simple | 3 | 1 | 33.33 | 1 | 0 | 0 |" in md
     assert "| level-2 | 3 | 2 | 66.67 | 1 | 0 | 0 |" in md
     assert "| hard | 3 | 1 | 33.33 | 0 | 1 | 0 |" in md
     assert "| all | 6 | 3 | 50.00 | 0 | 1 | 0 |" in md
-    assert "multi_turn_base" in md and "parse errors" in md
+    assert "java, javascript" in md and "parse errors" in md
     data = json.loads(json.dumps(report.to_dict()))
     assert data["parts"]["bfcl/irrelevance"]["parse_errors"] == 1
     assert data["bfcl_summary"]["evaluated"]["live"]["total_count"] == 18
-    assert "multi_turn_base" in data["not_supported"]["bfcl multi-turn (not supported yet)"]
+    assert "java" in data["not_supported"]["bfcl java / javascript (Python call syntax only)"]
+    assert data["bfcl_categories"]["simple"] == {"accuracy": 1 / 3, "total_count": 3, "na": False}
 
 
 def test_seal_tools_partial_credit(scored):
@@ -199,6 +208,8 @@ def test_seal_tools_partial_credit(scored):
 
 def test_unknown_part_and_response_count(sets):
     with pytest.raises(ValueError, match="unknown part"):
+        judge("bfcl/java", sets["bfcl/simple"][0], "[]")
+    with pytest.raises(ValueError, match="is multi-turn"):
         judge("bfcl/multi_turn_base", sets["bfcl/simple"][0], "[]")
     with pytest.raises(ValueError, match="2 responses for 3 samples"):
         score_part("bfcl/simple", sets["bfcl/simple"], ["[]", "[]"])

@@ -18,7 +18,8 @@ def test_defaults_and_groups():
     )
     assert cfg.model == "tiny" and cfg.adapter is None
     parts = cfg.parts
-    assert len(parts) == 11 + 1
+    assert len(parts) == 11 + 5 + 1  # single-turn BFCL, multi-turn BFCL, seal-tools/hard
+    assert parts["bfcl/multi_turn_base"] == 2 and parts["bfcl/multi_turn_composite"] == 2
     assert parts["bfcl/live_relevance"] == 2 and parts["seal-tools/hard"] is None
     assert "api-bank/level-1" not in parts
     default = EvaluateConfig().parts
@@ -40,7 +41,7 @@ def test_yaml_file_then_overrides(tmp_path):
         ("modle=tiny", ["modle: unknown key", "model"]),
         ("replicas.cout=2", ["replicas.cout: unknown key", "count"]),
         ("benchmarks={bfcl/simpel: 2}", ["benchmarks", "unknown benchmark 'bfcl/simpel'"]),
-        ("benchmarks={bfcl/multi_turn_base: 2}", ["'bfcl/multi_turn_base' is not supported"]),
+        ("benchmarks={bfcl/java: 2}", ["'bfcl/java' is not supported"]),
         ("benchmarks={api-bank: 0}", ["benchmark 'api-bank': limit must be"]),
         ("benchmarks={}", ["at least one benchmark"]),
         ("max_tokens=2", ["max_tokens"]),
@@ -52,6 +53,12 @@ def test_bad_values_name_the_key(override, needles):
         load_config(EvaluateConfig, None, [override])
     for needle in needles:
         assert needle in str(err.value)
+
+
+def test_oracle_takes_no_adapter():
+    assert load_config(EvaluateConfig, None, ["model=oracle"]).model == "oracle"
+    with pytest.raises(ConfigError, match="model=oracle takes no adapter"):
+        load_config(EvaluateConfig, None, ["model=oracle", "adapter=/tmp/adapter"])
 
 
 def test_scoring_imports_no_engine():
