@@ -1,5 +1,6 @@
 """Named data sets a job config can ask for: ``synth``, ``toolace:<path>``, ``toolace-hub``,
-``seal-tools/<split>``, ``api-bank/<split>``, ``bfcl/<category>``.
+``seal-tools/<split>``, ``api-bank/<split>``, ``bfcl/<category>``, and ``synth-multi-turn``
+(executable multi-turn tasks, :class:`~itool_ray.envs.MultiTurnEntry` records, not samples).
 
 Kept apart from the pure loaders so configs speak one small language for every source.
 """
@@ -22,6 +23,8 @@ from itool_ray.data import (
     load_toolace_hub,
     synthesize,
 )
+from itool_ray.envs.bfcl_data import MultiTurnEntry
+from itool_ray.envs.synth_multi_turn import synthesize_multi_turn
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ KNOWN = (
     *(f"seal-tools/{s}" for s in SEAL_SPLITS),
     *(f"api-bank/{s}" for s in API_BANK_SPLITS),
     "bfcl/<category>",
+    "synth-multi-turn",
 )
 
 
@@ -42,8 +46,9 @@ def load_named(
     seed: int = 0,
     on_error: str = "skip",
     synth: dict[str, Any] | None = None,
-) -> list[Sample]:
-    """Load the data set ``spec`` (first ``limit`` records; ``synth`` makes ``limit`` of them).
+) -> list[Sample] | list[MultiTurnEntry]:
+    """Load the data set ``spec`` (first ``limit`` records; ``synth`` and ``synth-multi-turn``
+    make ``limit`` of them, 1000 by default, from ``seed``).
 
     Malformed records are skipped and counted (``on_error="skip"``) or stop the load
     (``"raise"``); the count is logged. ``synth``: ``SynthConfig`` fields for ``synth``
@@ -54,6 +59,8 @@ def load_named(
         result = synthesize(num_samples=num, seed=seed, **dict(synth or {}))
         log.info("%s", result.report.summary())
         return list(result.samples)
+    if spec == "synth-multi-turn":
+        return synthesize_multi_turn(limit if limit is not None else 1000, seed=seed)
     if spec.startswith("toolace:"):
         loaded: LoadResult = load_toolace(spec.split(":", 1)[1], on_error=on_error)
     elif spec == "toolace-hub" or spec.startswith("toolace-hub:"):
