@@ -48,7 +48,7 @@ class UncachedCallsOutcome:
       far scores 1.0 and any call 0.0.
 
     Gold answers are parsed once per sample id and cached; every call parses and checks the
-    whole response (the reference ``CallsOutcome`` is tested against).
+    whole response (the reference the cached ``CallsOutcome`` is tested against).
     """
 
     def __init__(self, use_tools: bool = True) -> None:

@@ -309,3 +309,17 @@ def test_search_trees_and_pairs_equal_the_uncached_checker(samples):
     assert {o for p in fast.pairs for o in (p.chosen_o, p.rejected_o)} >= {0.0, 1.0}
     plain = UncachedCallsOutcome()
     _compare(CallsOutcome(), [(*c, plain(*c)) for c in cached.calls])
+
+
+def test_gold_parsed_once_per_sample(samples, monkeypatch):
+    import itool_ray.calls as calls
+
+    parsed = []
+    real = calls.parse_calls
+    monkeypatch.setattr(calls, "parse_calls", lambda text: parsed.append(text) or real(text))
+    cached = CallsOutcome(max_states=5)  # evicts the scan states, keeps the golds
+    for _ in range(3):
+        for s, text in _all_texts(samples[:4]):
+            cached(s, text, True)
+            cached(s, text[: len(text) // 2], False)
+    assert parsed == [s.gold for s in samples[:4]]
