@@ -75,6 +75,9 @@ NEAR_DUPLICATE_JACCARD = 0.75
 PAIR_FRACTION = 0.5
 """Probability that an entry involves a second class."""
 
+CROSS_FIRST = 0.5
+"""Probability that a turn of a two-class entry first tries the templates using both."""
+
 _MAX_FAILED_DRAFTS = 10  # verified drafts that failed before a turn gives up
 _FS, _MATH, _MSG, _TW = "GorillaFileSystem", "MathAPI", "MessageAPI", "TwitterAPI"
 _TK, _TR, _TV, _VC = "TicketAPI", "TradingBot", "TravelAPI", "VehicleControlAPI"
@@ -278,6 +281,14 @@ _OPENERS = ("", "", "", "Thanks. ", "Great. ", "Okay, next: ", "One more thing. 
 
 def _one(rng: Random, *options: str) -> str:
     return rng.choice(options)
+
+
+def _an(cabin: str) -> str:
+    return ("an " if cabin[0] in "aeiou" else "a ") + cabin + "-class"
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
 
 
 def _c(function: str, /, **arguments: Any) -> Call:
@@ -673,8 +684,9 @@ _FAIL_VALUES = {
 
 def _failure(value: Any) -> str | None:
     """Why a parsed result says the call failed, or None."""
-    if isinstance(value, str):
-        return value[:120] if value.startswith((ERROR_PREFIX, "Error")) else None
+    if isinstance(value, str):  # also a dict that JSON could not write ({'error': ...})
+        failed = value.startswith((ERROR_PREFIX, "Error")) or "'error':" in value
+        return value[:120] if failed else None
     if isinstance(value, list):
         return next((why for v in value if (why := _failure(v))), None)
     if isinstance(value, dict):
@@ -707,22 +719,21 @@ def _login(ctx: _Ctx, cls: str) -> tuple[str, list[Call]]:
             f"Sign me into the message app as {facts['my_id']}.",
         )
         return text, [_c("message_login", user_id=facts["my_id"])]
+    user, password = facts.get("username"), facts.get("password")
     if cls == _TK and inst.current_user is None:
         text = _one(
             rng,
-            f"Log into the ticket system as '{facts['username']}' with password '{facts['password']}'.",
-            f"My ticketing credentials are '{facts['username']}' / '{facts['password']}', please sign in.",
+            f"Log into the ticket system as '{user}' with password '{password}'.",
+            f"My ticketing credentials are '{user}' / '{password}', please sign in.",
         )
-        call = _c("ticket_login", username=facts["username"], password=facts["password"])
-        return text, [call]
+        return text, [_c("ticket_login", username=user, password=password)]
     if cls == _TR and not inst.authenticated:
         text = _one(
             rng,
-            f"Log into my trading account first (user '{facts['username']}', password '{facts['password']}').",
-            f"Sign in to trading with username '{facts['username']}' and password '{facts['password']}'.",
+            f"Log into my trading account first (user '{user}', password '{password}').",
+            f"Sign in to trading with username '{user}' and password '{password}'.",
         )
-        call = _c("trading_login", username=facts["username"], password=facts["password"])
-        return text, [call]
+        return text, [_c("trading_login", username=user, password=password)]
     return "", []
 
 
@@ -932,8 +943,8 @@ def _fs_tail(ctx: _Ctx) -> _Draft | None:
     n = ctx.rng.randint(1, len(file.content.splitlines()) - 1)
     text = _one(
         ctx.rng,
-        f"Show me the last {n} line(s) of '{name}' {place.where}.",
-        f"What are the final {n} line(s) of '{name}' {place.where}?",
+        f"Show me the last {_count(n, 'line')} of '{name}' {place.where}.",
+        f"What are the final {_count(n, 'line')} of '{name}' {place.where}?",
     )
     return _Draft(text, [*place.nav, _c("tail", file_name=name, lines=n)])
 
@@ -1014,7 +1025,7 @@ def _fs_copy_into(ctx: _Ctx) -> _Draft | None:
     place, name, d = pick
     text = _one(
         ctx.rng,
-        f"Copy '{name}' {place.where} into its '{d}' subfolder, keeping the original where it is.",
+        f"Copy '{name}' {place.where} into the '{d}' subfolder, keeping the original where it is.",
         f"Put a copy of '{name}' {place.where} inside the '{d}' directory.",
     )
 
@@ -1298,8 +1309,8 @@ def _math_sum_round(ctx: _Ctx) -> _Draft | None:
     total = ctx.peek([_c("sum_values", numbers=nums)])[1][0]["result"]
     text = _one(
         ctx.rng,
-        f"Add up {_listing(nums)} and round the total to {places} decimal place(s).",
-        f"Sum {_listing(nums)}, then round the result to {places} decimals.",
+        f"Add up {_listing(nums)} and round the total to {_count(places, 'decimal place')}.",
+        f"Sum {_listing(nums)}, then round the result to {_count(places, 'decimal')}.",
     )
     calls = [
         _c("sum_values", numbers=nums),
@@ -1323,7 +1334,8 @@ def _fs_math_mean_words(ctx: _Ctx) -> _Draft | None:
     counts = [len(place.dir.contents[f].content.split()) for f in (a, b)]
     text = _one(
         ctx.rng,
-        f"Count the words in '{a}' and in '{b}' {place.where}, then give me the average of the two counts.",
+        f"Count the words in '{a}' and in '{b}' {place.where}, then give me the average of "
+        "the two counts.",
         f"I need the mean word count of '{a}' and '{b}' {place.where}.",
     )
     calls = [
@@ -1542,7 +1554,7 @@ def _tw_retweet_search(ctx: _Ctx) -> _Draft | None:
     options = []
     for i in _tweets_not_retweeted(ctx):
         for word in re.findall(r"[A-Za-z]{5,}", inst.tweets[i]["content"]):
-            hits = ctx.peek([_c("search_tweets", keyword=word)])[1][0]
+            hits = inst.search_tweets(word)  # a read-only method, on the live instance
             if [t["id"] for t in hits] == [i]:
                 options.append((i, word))
     if not options:
@@ -1768,8 +1780,10 @@ def _fs_tk_ticket_from_file(ctx: _Ctx) -> _Draft | None:
     title, p = ctx.rng.choice(_TICKET_TITLES), ctx.rng.randint(1, 5)
     text = _one(
         ctx.rng,
-        f"Open a ticket titled '{title}' at priority {p} whose description is the text of '{name}' {place.where}.",
-        f"Create a priority {p} ticket '{title}' and use the contents of '{name}' {place.where} as its description.",
+        f"Open a ticket titled '{title}' at priority {p} whose description is the text of "
+        f"'{name}' {place.where}.",
+        f"Create a priority {p} ticket '{title}' and use the contents of '{name}' "
+        f"{place.where} as its description.",
     )
     calls = [
         *login,
@@ -1984,7 +1998,8 @@ def _tr_math_holding_value(ctx: _Ctx) -> _Draft | None:
     )
     text = _one(
         ctx.rng,
-        f"I hold {n1} shares of {s1} and {n2} shares of {s2}. What are they worth together at current prices?",
+        f"I hold {n1} shares of {s1} and {n2} shares of {s2}. What are they worth together "
+        "at current prices?",
         f"What's the total value of my holdings: {n1} {s1} shares plus {n2} {s2} shares?",
     )
     calls = [
@@ -2062,8 +2077,8 @@ def _tv_fare_cities(ctx: _Ctx) -> _Draft | None:
     date, cls = _date(ctx.rng), ctx.rng.choice(_CLASSES)
     text = _one(
         ctx.rng,
-        f"How much is a {cls} flight from {a} to {b} on {date}?",
-        f"Price a {cls} ticket from {a} to {b} for {date}, using the nearest airports.",
+        f"How much is {_an(cls)} flight from {a} to {b} on {date}?",
+        f"Price {_an(cls)} ticket from {a} to {b} for {date}, using the nearest airports.",
     )
     calls = [
         _c("get_nearest_airport_by_city", location=a),
@@ -2078,8 +2093,8 @@ def _tv_fare_codes(ctx: _Ctx) -> _Draft | None:
     frm, to, date, cls = _route(ctx)
     text = _one(
         ctx.rng,
-        f"What's the {cls} fare from {frm} to {to} on {date}?",
-        f"Check the cost of flying {cls} {frm} to {to} on {date}.",
+        f"What's the {cls}-class fare from {frm} to {to} on {date}?",
+        f"Check the cost of flying {cls} class {frm} to {to} on {date}.",
     )
     return _Draft(text, [_fare(frm, to, date, cls)])
 
@@ -2096,8 +2111,8 @@ def _tv_book(ctx: _Ctx) -> _Draft | None:
     card = ctx.rng.choice(usable)
     text = _one(
         ctx.rng,
-        f"Book me a {cls} seat from {frm} to {to} on {date}, paid with card {card}.",
-        f"Reserve a {cls} flight {frm} to {to} for {date} and charge card {card}.",
+        f"Book me {_an(cls)} seat from {frm} to {to} on {date}, paid with card {card}.",
+        f"Reserve {_an(cls)} flight {frm} to {to} for {date} and charge card {card}.",
     )
     book = _c(
         "book_flight",
@@ -2189,7 +2204,8 @@ def _tv_register_card(ctx: _Ctx) -> _Draft | None:
     text = _one(
         ctx.rng,
         f"Register my card {number}, expiring {expiry}, name {holder}, CVV {cvv}.",
-        f"Add a new credit card: number {number}, expiry {expiry}, holder {holder}, security code {cvv}.",
+        f"Add a new credit card: number {number}, expiry {expiry}, holder {holder}, "
+        f"security code {cvv}.",
     )
     call = _c(
         "register_credit_card",
@@ -2205,19 +2221,22 @@ def _tv_register_card(ctx: _Ctx) -> _Draft | None:
 @_template("tv.verify", _TV)
 def _tv_verify(ctx: _Ctx) -> _Draft | None:
     inst = ctx.inst(_TV)
-    if inst.user_first_name is None:
+    first, last = inst.user_first_name, inst.user_last_name
+    if first is None:
         return None
-    dob = f"{ctx.rng.randint(1950, 1999)}-{ctx.rng.randint(1, 12):02d}-{ctx.rng.randint(1, 28):02d}"
+    year, month, day = ctx.rng.randint(1950, 1999), ctx.rng.randint(1, 12), ctx.rng.randint(1, 28)
+    dob = f"{year}-{month:02d}-{day:02d}"
     passport = f"US{ctx.rng.randint(10**6, 10**7 - 1)}"
     text = _one(
         ctx.rng,
-        f"Verify my traveler details: {inst.user_first_name} {inst.user_last_name}, born {dob}, passport {passport}.",
-        f"Check that I can travel: name {inst.user_first_name} {inst.user_last_name}, date of birth {dob}, passport number {passport}.",
+        f"Verify my traveler details: {first} {last}, born {dob}, passport {passport}.",
+        f"Check that I can travel: name {first} {last}, date of birth {dob}, passport "
+        f"number {passport}.",
     )
     call = _c(
         "verify_traveler_information",
-        first_name=inst.user_first_name,
-        last_name=inst.user_last_name,
+        first_name=first,
+        last_name=last,
         date_of_birth=dob,
         passport_number=passport,
     )
@@ -2277,8 +2296,8 @@ def _tv_math_group_fare(ctx: _Ctx) -> _Draft | None:
     cost = ctx.peek([_fare(frm, to, date, cls)])[1][0]["travel_cost_list"][0]
     text = _one(
         ctx.rng,
-        f"What would {n} {cls} tickets from {frm} to {to} on {date} cost in total?",
-        f"We're {n} people flying {cls} {frm} to {to} on {date}. What's the total fare?",
+        f"What would {n} {cls}-class tickets from {frm} to {to} on {date} cost in total?",
+        f"We're {n} people flying {cls} class {frm} to {to} on {date}. What's the total fare?",
     )
     return _Draft(text, [_fare(frm, to, date, cls), _c("multiply", a=cost, b=n)])
 
@@ -2293,7 +2312,8 @@ def _tv_tk_refund_ticket(ctx: _Ctx) -> _Draft | None:
     title, desc = f"Refund for booking {b}", "Please refund the cancelled flight."
     text = _one(
         ctx.rng,
-        f"Cancel booking {b} and open a ticket titled '{title}' with the description '{desc}' at priority {p}.",
+        f"Cancel booking {b} and open a ticket titled '{title}' with the description "
+        f"'{desc}' at priority {p}.",
         f"Call off trip {b}, then file a priority {p} ticket '{title}' saying '{desc}'",
     )
     calls = [
@@ -2419,8 +2439,10 @@ def _vc_tire_shop(ctx: _Ctx) -> _Draft | None:
     tires = ctx.peek([_c("check_tire_pressure")])[1][0]
     text = _one(
         ctx.rng,
-        "Check the tire pressure; if it is not healthy, find the nearest tire shop and navigate there.",
-        "If my tires need attention, set the navigation to the closest tire shop (check the pressure first).",
+        "Check the tire pressure; if it is not healthy, find the nearest tire shop and "
+        "navigate there.",
+        "If my tires need attention, set the navigation to the closest tire shop (check the "
+        "pressure first).",
     )
     calls = [_c("check_tire_pressure")]
     if not tires["healthy_tire_pressure"]:
@@ -2559,7 +2581,8 @@ def _vc_tk_tire_ticket(ctx: _Ctx) -> _Draft | None:
     title, desc = "Tire pressure check", "Tire pressure reading requested after the check."
     text = _one(
         ctx.rng,
-        f"Check my tire pressure, then open a ticket titled '{title}' with the description '{desc}' at priority {p}.",
+        f"Check my tire pressure, then open a ticket titled '{title}' with the description "
+        f"'{desc}' at priority {p}.",
         f"After checking the tires, file a priority {p} ticket '{title}': '{desc}'",
     )
     calls = [
@@ -2758,6 +2781,8 @@ class _EntryWriter:
         if len(untouched) >= left:  # the remaining turns must reach every class
             pool = [t for t in pool if t.classes & untouched]
         ctx.rng.shuffle(pool)
+        if ctx.rng.random() < CROSS_FIRST:  # goals that join the two classes, when they fit
+            pool.sort(key=lambda t: len(t.classes) < 2)
         before = _snapshot(ctx.world)
         failed = 0
         for template in pool:
