@@ -56,7 +56,7 @@ def itool_job(overrides: list[str] | None, config: Path | None, verbose: bool = 
     with RunMonitor(console=console, logs=not verbose) as monitor:
         table_data = run_itool(cfg, monitor=monitor)
     sets = sorted({k for row in table_data.values() for k, v in row.items() if isinstance(v, dict)})
-    table = Table(title=f"held-out accuracy per stage ({cfg.run_dir})")
+    table = Table()
     for col in ("stage", "version", "pairs"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for name in sets:
@@ -68,6 +68,7 @@ def itool_job(overrides: list[str] | None, config: Path | None, verbose: bool = 
             str(row.get("pairs", "-")),
             *(f"{row[n]['accuracy']:.3f} (n={row[n]['n']})" if n in row else "-" for n in sets),
         )
+    console.print(f"held-out accuracy per stage ({cfg.run_dir})", markup=False, soft_wrap=True)
     console.print(table)
     return table_data
 
@@ -276,7 +277,7 @@ def format_status(status: Mapping[str, Any]) -> list[str]:
             live = monitor.get("progress") if monitor.get("running") == s["name"] else None
             note = (live or {}).get("text") or note or "started"
             if s.get("age_s") is not None:
-                note += f" (folder changed {duration(s['age_s'])} ago)"
+                note += f" (last written {duration(s['age_s'])} ago)"
         lines.append(f"  {marks[s['state']]} {s['name']:<{width}}  {seconds:>7}  {note}".rstrip())
     if monitor.get("updated") and not monitor.get("finished"):
         lines.append(

@@ -641,7 +641,7 @@ class RunMonitor:
 
     def trainer_record(self, stage: str, record: Mapping[str, Any]) -> None:
         """A record of a trainer's progress file (``ProgressFile``): optimizer steps."""
-        if record.get("step") is None:
+        if record.get("step") is None or record.get("event") == "end":
             return
         fields: dict[str, Any] = {"loss": record.get("loss")}
         for key, name in (("rewards/margins", "margin"), ("rewards/accuracies", "accuracy")):
@@ -690,10 +690,11 @@ class RunMonitor:
         rates: dict[str, float] = {}
         if t:
             rates["expansions_per_s"] = (record.get("expansions") or 0) / t
-            fields["exp/s"] = rates["expansions_per_s"]
+            fields["exp/s"] = f"{rates['expansions_per_s']:.1f}"
             if isinstance(record.get("generated_tokens"), int | float):
                 rates["tokens_per_s"] = record["generated_tokens"] / t
-                fields["tok/s"] = f"{rates['tokens_per_s']:.0f}"
+                if record["generated_tokens"]:
+                    fields["tok/s"] = f"{rates['tokens_per_s']:.0f}"
         if record.get("failures"):
             fields["failures"] = record["failures"]
         self.progress(
