@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -61,6 +64,22 @@ def test_deterministic_by_seed():
     other = synthesize_multi_turn(12, seed=8)
     assert [e.initial_config for e in other] != [e.initial_config for e in first]
     assert {e.id for e in first}.isdisjoint(e.id for e in other)  # ids carry the seed
+
+
+def test_same_entries_in_processes_with_other_string_hashes(tmp_path):
+    """Nothing depends on set order, which ``PYTHONHASHSEED`` changes between processes."""
+    script = (
+        "import sys; from itool_ray.envs.synth_multi_turn import *; "
+        "write_multi_turn(sys.argv[1], synthesize_multi_turn(15, seed=11))"
+    )
+    texts = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"h{hash_seed}.jsonl"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
+        texts.append(out.read_text(encoding="utf-8"))
+    assert texts[0] == texts[1]
+    assert read_multi_turn(tmp_path / "h1.jsonl") == synthesize_multi_turn(15, seed=11)
 
 
 def test_entries_have_the_loaders_shape(synthesized):
