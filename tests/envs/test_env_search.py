@@ -95,3 +95,19 @@ def test_multi_turn_outcome_terms():
     ep = env.episode(entry, gold[:1])
     assert [m["role"] for m in ep.messages][:2] == ["user", "assistant"]
     assert ep.messages[2]["role"] == "tool" and ep.turn == 0
+
+
+def test_an_entry_as_step_samples_replays_the_gold():
+    from itool_ray.envs.steps import TURN_CLOSE, gold_path, step_samples
+
+    entry = load_multi_turn("multi_turn_base")[1]
+    env = MultiTurnEnv()
+    path = gold_path(entry)
+    assert env.terminal(entry, path, True) and env.outcome(entry, path, True) == 1.0
+    samples = step_samples(entry, env)
+    assert [s.gold for s in samples] == path and TURN_CLOSE in path
+    assert samples[0].messages == tuple(dict(m) for m in entry.turns[0])
+    # the second message sees the first one's executed calls as tool results
+    roles = [m["role"] for m in samples[1].messages]
+    assert roles[:2] == ["user", "assistant"] and "tool" in roles
+    assert len({s.id for s in samples}) == len(samples)
