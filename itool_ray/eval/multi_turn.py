@@ -15,8 +15,8 @@ The loop (:func:`run_multi_turn`) follows BFCL's ``inference_multi_turn_promptin
   :func:`itool_ray.data.build_messages`). The message is decoded with
   :func:`~itool_ray.envs.decode_step` (the decoder :func:`~itool_ray.envs.score_entry` uses,
   so what is executed here is what is scored). Calls: executed on the entry's
-  :class:`~itool_ray.envs.World` (parsed, never ``eval``'d), one :data:`tool message
-  <tool_messages>` per call appended, and the turn goes on. No call (text, ``[]`` or an
+  :class:`~itool_ray.envs.World` (parsed, never ``eval``'d), one tool message per call
+  appended (:func:`tool_messages`), and the turn goes on. No call (text, ``[]`` or an
   unparsable output): the turn ends.
 * **the step limit** is BFCL's: once a turn has executed more than ``max_steps``
   (:data:`~itool_ray.envs.MAX_STEPS_PER_TURN`) call steps, the entry is force-quit, its
