@@ -45,44 +45,42 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itool_ray.calls import Call, render_call
 from itool_ray.data.prompt import TOOLACE_SYSTEM_PROMPT, ChatTokenizer, build_messages
-from itool_ray.data.sample import Message, Sample, Tool
+from itool_ray.data.sample import Message, Sample
 from itool_ray.envs import (
     MAX_CALLS_PER_STEP,
     MAX_STEPS_PER_TURN,
     NO_CALL_TEXT,
     MultiTurnEntry,
-    World,
-    decode_step,
     oracle_outputs,
 )
+from itool_ray.envs.dialogue import (  # the conversation rules, shared with the search
+    REVEAL_TEXT,
+    ChatPrompt,
+    Dialogue,
+    call_text,
+    tool_messages,
+    user_messages,
+)
 
-REVEAL_TEXT = "I have updated some more functions you can choose from. What about now?"
-"""BFCL's ``DEFAULT_USER_PROMPT_FOR_ADDITIONAL_FUNCTION_FC``: the user message of a turn
-that reveals withheld functions (the system prompt lists them from that turn)."""
+__all__ = [
+    "REVEAL_TEXT",
+    "TOOL_OUTPUT_HEADER",
+    "ChatPrompt",
+    "ChatResponder",
+    "MultiTurnRun",
+    "call_text",
+    "chat_messages",
+    "oracle_chat_responder",
+    "render_chat_prompt",
+    "renders_tool_role",
+    "run_multi_turn",
+    "tool_messages",
+    "user_messages",
+]
 
 TOOL_OUTPUT_HEADER = "[Tool output: the results of your calls above, in order, not a user message]"
 """Heads the user turn that carries tool results for a template without a ``tool`` role."""
-
-
-@dataclass(frozen=True)
-class ChatPrompt:
-    """One assistant message to generate: the conversation so far and the tools shown.
-
-    Attributes:
-        messages: the turns after the system prompt (``user``, ``assistant`` and ``tool``
-            messages, plain dicts); the system prompt is rendered from ``tools``.
-        tools: the function docs the system prompt lists.
-        entry_id, turn, step: who asks (the entry, its user turn and the step within it,
-            0-based); not rendered, for logs and scripted responders.
-    """
-
-    messages: tuple[Message, ...]
-    tools: tuple[Tool, ...]
-    entry_id: str = ""
-    turn: int = 0
-    step: int = 0
 
 
 ChatResponder = Callable[[list[ChatPrompt]], Sequence[str | None]]
@@ -122,29 +120,6 @@ class MultiTurnRun:
 
 
 # ---- messages ------------------------------------------------------------------------------
-
-
-def call_text(call: Call) -> str:
-    """``name(a=1)``: the call as its tool message names it (BFCL: the decoded call)."""
-    try:
-        return render_call(call)
-    except (ValueError, TypeError):
-        return call.name
-
-
-def tool_messages(calls: Sequence[Call], results: Sequence[str]) -> list[Message]:
-    """One ``tool`` message per executed call, in order."""
-    return [
-        {"role": "tool", "name": call_text(c), "content": r}
-        for c, r in zip(calls, results, strict=True)
-    ]
-
-
-def user_messages(entry: MultiTurnEntry, turn: int) -> list[Message]:
-    """The user message(s) opening ``turn`` (:data:`REVEAL_TEXT` for a revealing turn)."""
-    if not entry.turns[turn] and turn in entry.missed_functions:
-        return [{"role": "user", "content": REVEAL_TEXT}]
-    return [dict(m) for m in entry.turns[turn]]
 
 
 def chat_messages(
@@ -213,56 +188,9 @@ def render_chat_prompt(
 # ---- the decoding loop ---------------------------------------------------------------------
 
 
-class _Dialogue:
-    """One entry's conversation, world and outputs while it is decoded."""
-
-    def __init__(self, entry: MultiTurnEntry, max_steps: int, max_calls: int) -> None:
-        self.entry, self.max_steps, self.max_calls = entry, max_steps, max_calls
-        self.world = World.from_entry(entry)
-        self.messages: list[Message] = []
-        self.outputs: list[list[str | None]] = []
-        self.turn, self.step, self.queries, self.calls = -1, 0, 0, 0
-        self.stopped: str | None = None
-        self.done = False
-        self._next_turn()
-
-    def _next_turn(self) -> None:
-        self.turn += 1
-        self.step = 0
-        if self.turn >= self.entry.num_turns:
-            self.done = True
-            return
-        self.outputs.append([])
-        self.messages.extend(user_messages(self.entry, self.turn))
-
-    def prompt(self) -> ChatPrompt:
-        return ChatPrompt(tuple(self.messages), self.entry.functions_at(self.turn),
-                          self.entry.id, self.turn, self.step)  # fmt: skip
-
-    def advance(self, text: str | None) -> None:
-        if text is not None and not isinstance(text, str):
-            raise TypeError(f"responder answered {type(text).__name__} for {self.entry.id}")
-        self.queries += 1
-        self.outputs[self.turn].append(text)
-        if text is None:  # the prompt did not fit: nothing later fits either
-            self.outputs.extend([] for _ in range(self.turn + 1, self.entry.num_turns))
-            self.stopped, self.done = "context", True
-            return
-        self.messages.append({"role": "assistant", "content": text})
-        calls, _ = decode_step(text)
-        if calls is None:
-            self._next_turn()
-            return
-        results = self.world.execute(calls, max_calls=self.max_calls)
-        self.messages.extend(tool_messages(calls, results))
-        self.calls += len(calls)
-        self.step += 1
-        if self.step > self.max_steps:  # BFCL: count > MAXIMUM_STEP_LIMIT, force quit
-            self.stopped, self.done = "step_limit", True
-
-    def result(self) -> MultiTurnRun:
-        outputs = tuple(tuple(t) for t in self.outputs)
-        return MultiTurnRun(self.entry.id, outputs, self.stopped, self.queries, self.calls)
+def _run_of(d: Dialogue) -> MultiTurnRun:
+    outputs = tuple(tuple(t) for t in d.outputs)
+    return MultiTurnRun(d.entry.id, outputs, d.stopped, d.queries, d.calls)
 
 
 def run_multi_turn(
@@ -284,7 +212,7 @@ def run_multi_turn(
     ids = [e.id for e in entries]
     if len(set(ids)) != len(ids):
         raise ValueError("run_multi_turn: entry ids must be distinct")
-    dialogues = [_Dialogue(e, max_steps, max_calls) for e in entries]
+    dialogues = [Dialogue(e, max_steps, max_calls) for e in entries]
     while active := [d for d in dialogues if not d.done]:
         prompts = [d.prompt() for d in active]
         texts = list(respond(prompts))
@@ -292,7 +220,7 @@ def run_multi_turn(
             raise RuntimeError(f"responder returned {len(texts)} answers for {len(prompts)}")
         for d, text in zip(active, texts, strict=True):
             d.advance(text)
-    return [d.result() for d in dialogues]
+    return [_run_of(d) for d in dialogues]
 
 
 # ---- scripted responders -------------------------------------------------------------------

@@ -92,9 +92,41 @@ def test_multi_turn_outcome_terms():
     assert env.outcome(entry, gold, True) == 1.0
     wrong = ["No.", *gold[2:]]  # turn 0 answered with text: failed for good
     assert env.outcome(entry, wrong[:3], False) == 0.0
-    ep = env.episode(entry, gold[:1])
-    assert [m["role"] for m in ep.messages][:2] == ["user", "assistant"]
-    assert ep.messages[2]["role"] == "tool" and ep.turn == 0
+    d = env.dialogue(entry, gold[:1])
+    assert [m["role"] for m in d.messages][:2] == ["user", "assistant"]
+    assert d.messages[2]["role"] == "tool" and d.turn == 0 and not d.done
+
+
+def test_the_search_sees_the_prompts_the_benchmark_asks():
+    """The environment plays the evaluation loop's own dialogue: same messages and tools at
+    every step of the gold path, for entries that reveal withheld functions too."""
+    from itool_ray.envs.steps import gold_path
+    from itool_ray.eval.multi_turn import run_multi_turn
+
+    entries = [load_multi_turn("multi_turn_miss_func")[0], load_multi_turn("multi_turn_base")[2]]
+    env = MultiTurnEnv()
+    for entry in entries:
+        path = gold_path(entry)
+        seen = []
+
+        def respond(prompts, path=path, seen=seen):
+            seen.extend(prompts)
+            return [path[len(seen) - 1]]
+
+        (run,) = run_multi_turn([entry], respond)
+        assert run.stopped is None and len(seen) == len(path)
+        for i, p in enumerate(seen):
+            mine = env.prompt(entry, path[:i])
+            assert mine.messages == p.messages and mine.tools == tuple(p.tools)
+        assert env.terminal(entry, path, True) and env.outcome(entry, path, True) == 1.0
+
+
+def test_bfcl_step_limit_force_quits_the_episode():
+    entry = load_multi_turn("multi_turn_base")[0]
+    env = MultiTurnEnv(max_steps_per_turn=3)
+    calls = ["[ls(a=False)]"] * 4  # four call messages in turn 0: past the limit of 3
+    assert not env.terminal(entry, calls[:3], False)
+    assert env.terminal(entry, calls, False) and env.outcome(entry, calls, True) == 0.0
 
 
 def test_an_entry_as_step_samples_replays_the_gold():
