@@ -241,7 +241,7 @@ def pair_stats(pairs: Sequence[Pair]) -> dict[str, float | int | None]:
     return {
         "pairs": n,
         "mean_q_gap": sum(p.margin for p in pairs) / n if n else None,
-        "pairs_with_reach": m,
+        "with_reach": m,
         "chosen_only_reaches_correct": good / m if m else None,
         "rejected_only_reaches_correct": bad / m if m else None,
         "both_reach_correct": both / m if m else None,
