@@ -224,6 +224,11 @@ class DPOSettings(_Settings):
             + step).
         loss: one of :data:`LOSS_NAMES`.
         simpo_gamma: SimPO's target reward margin gamma (``loss="simpo"`` only).
+        shared_prefix: compute each distinct prompt once per optimizer step and the steps
+            on its KV cache (``itool_ray.train.shared_prefix``), the reference log-probs once
+            before training; same losses and gradients as TRL's concatenated forward, fewer
+            tokens run. The ``batch_size * grad_accum`` pairs of a step form one forward.
+            Ignored (stock forward) with ``gradient_checkpointing``.
     """
 
     beta: float = 0.1
@@ -234,6 +239,7 @@ class DPOSettings(_Settings):
     max_length: int = 2048
     loss: str = "dpo"
     simpo_gamma: float = 0.5
+    shared_prefix: bool = True
     seed: int = 0
     max_steps: int | None = None
     weight_decay: float = 0.01
@@ -245,7 +251,13 @@ class DPOSettings(_Settings):
     def __post_init__(self) -> None:
         _check_types(
             self,
-            {**_TRAINING_TYPES, "beta": (int, float), "loss": (str,), "simpo_gamma": (int, float)},
+            {
+                **_TRAINING_TYPES,
+                "beta": (int, float),
+                "loss": (str,),
+                "simpo_gamma": (int, float),
+                "shared_prefix": (bool,),
+            },
         )
         _common_training_checks(self)
         _positive(self, "beta")

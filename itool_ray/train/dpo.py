@@ -37,6 +37,17 @@ no adapter in, starts a fresh LoRA whose reference is the base model itself.
 * ``orpo``: ``trl.experimental.orpo.ORPOTrainer`` (odds-ratio term + NLL on the chosen
   step, lambda = ``beta``). Reference-free.
 
+**Shared prefixes** (``DPOSettings.shared_prefix``, on by default): the pairs of one tree
+share the chat prompt and differ in a short path prefix and a step, so each optimizer step
+(``batch_size * grad_accum`` pairs, tree by tree: ``shared_prefix.TreeGroupedSampler``, used
+with either forward) runs as one batch in which each distinct prompt is computed once and the
+steps on its KV cache (``itool_ray.train.shared_prefix``); TRL's own loss code then runs on
+the per-sequence log-probs, once per stock micro-batch of ``batch_size`` pairs, so losses,
+gradients and logged metrics are the stock ones (the experimental trainers' ``logits/*``
+metrics excepted: means over step tokens only). The reference log-probs of DPO / IPO are
+computed once before training with the ``"ref"`` adapter, not per batch and epoch. With
+``gradient_checkpointing`` the stock forward runs.
+
 TRL 1.16 moved CPO/SimPO and ORPO to ``trl.experimental``; when that import fails the loss
 raises :class:`LossUnavailableError` with the reason. The reference-free losses train the
 same continued adapter; they have no reference model.
@@ -51,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from trl import DPOConfig, DPOTrainer
 
 from itool_ray.data import Sample, render_prompt
@@ -196,10 +208,18 @@ class PairScore:
                 "when": self.when}  # fmt: skip
 
 
-def pair_logps(model, dataset, pad_id: int, max_length: int) -> list[tuple[float, float]]:
+def pair_logps(
+    model, dataset, pad_id: int, max_length: int, *, shared: bool = False
+) -> list[tuple[float, float]]:
     """Summed log-probs of each row's chosen and rejected step under ``model`` (eval mode),
-    steps cut to ``max_length`` as in training; one forward pass per pair."""
+    steps cut to ``max_length`` as in training; one forward pass per pair, or with
+    ``shared`` a few pairs per forward on shared prompts (``shared_prefix``)."""
     from itool_ray.train.perplexity import response_logprobs
+
+    if shared:
+        from itool_ray.train.shared_prefix import pair_logps_shared
+
+        return pair_logps_shared(model, list(dataset), max_length)
 
     was_training = model.training
     model.eval()
@@ -223,14 +243,110 @@ def pair_logps(model, dataset, pad_id: int, max_length: int) -> list[tuple[float
 # ---- trainers --------------------------------------------------------------------------
 
 
-class _StepDPOTrainer(DPOTrainer):
+class _TreeBatches:
+    """Mixin: optimizer steps of whole trees (``shared_prefix.TreeGroupedSampler`` over the
+    ``tree_id`` column, same step count as a shuffle), whatever the forward, so the stock and
+    the shared forward see the same batches; and the shared forward's switches:
+    ``shared_prefix`` on, the trainer's batch is one optimizer step (``micro_batch`` rows per
+    stock micro-batch, whose TRL losses are averaged as gradient accumulation would)."""
+
+    def _init_shared(self, shared_prefix: bool, micro_batch: int | None) -> None:
+        self._shared = shared_prefix
+        self._micro_batch = micro_batch
+
+    def _get_train_sampler(self, train_dataset=None):
+        from itool_ray.train.shared_prefix import TreeGroupedSampler, tree_ids_of
+
+        trees = tree_ids_of(self.train_dataset)
+        if trees is None:
+            return super()._get_train_sampler(train_dataset)
+        step = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        return TreeGroupedSampler(trees, step, self.args.seed)
+
+    def _micro_slices(self, rows: int) -> list[tuple[int, int]]:
+        size = self._micro_batch or rows
+        return [(a, min(a + size, rows)) for a in range(0, rows, size)]
+
+
+def _returning(output):
+    """A stand-in for the model whose call returns ``output`` (a precomputed forward)."""
+    return lambda *args, **kwargs: output
+
+
+class _StepDPOTrainer(_TreeBatches, DPOTrainer):
     """DPOTrainer that takes rows already tokenised by :func:`pairs_to_dataset` as they are
-    (TRL would re-tokenise the text and append an EOS token to every step)."""
+    (TRL would re-tokenise the text and append an EOS token to every step).
+
+    ``shared_prefix=True``: the policy forward is ``shared_prefix.fused_preference_output``
+    (each distinct prompt of the step once, TRL's loss and metrics on its output) and the
+    reference log-probs are computed once, here, on shared prefixes with the ``"ref"``
+    adapter (TRL's ``precompute_ref_log_probs`` path, without its model hash and cache
+    file)."""
+
+    def __init__(
+        self, *args, shared_prefix: bool = False, micro_batch: int | None = None, **kwargs
+    ) -> None:
+        self._init_shared(shared_prefix, micro_batch)
+        super().__init__(*args, **kwargs)
+        if shared_prefix:
+            self.train_dataset = self._with_ref_logps(self.train_dataset)
+            self.precompute_ref_logps = True
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if set(_ID_COLUMNS) <= set(dataset.column_names):
             return _fit(dataset, args.max_length) if args.max_length is not None else dataset
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def _fused_outputs(self) -> tuple[str, ...]:
+        # what DPOTrainer patches its fused LM head to return
+        extra = ("log_sum_sq_probs",) if self.use_weighting else ()
+        return ("log_probs", "entropy", "mean_logits", "is_top1", *extra)
+
+    def _with_ref_logps(self, dataset):
+        from trl.trainer.utils import use_adapter
+
+        from itool_ray.train.shared_prefix import pair_logps_shared
+
+        model = self.accelerator.unwrap_model(self.model)
+        ref = "ref" if "ref" in getattr(model, "peft_config", {}) else None
+        step = self.args.per_device_train_batch_size
+        with use_adapter(model, ref), self.accelerator.autocast():
+            logps = pair_logps_shared(model, list(dataset), self.args.max_length, step)
+        dataset = dataset.add_column("ref_chosen_logps", [c for c, _ in logps])
+        return dataset.add_column("ref_rejected_logps", [r for _, r in logps])
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        if not self._shared or return_outputs or self.aux_loss_enabled:
+            return super()._compute_loss(model, inputs, return_outputs)
+        from itool_ray.train.shared_prefix import fused_preference_output
+
+        ids = inputs["input_ids"]
+        labels = ids.masked_fill(inputs["completion_mask"] == 0, -100)
+        out = fused_preference_output(
+            self.accelerator.unwrap_model(model),
+            ids,
+            inputs["attention_mask"],
+            labels,
+            self._fused_outputs(),
+        )
+        rows = ids.shape[0] // 2
+        slices = self._micro_slices(rows)
+        loss = 0.0
+        for a, b in slices:  # TRL's loss per stock micro-batch, averaged like accumulation
+            pick = torch.cat([torch.arange(a, b), torch.arange(rows + a, rows + b)])
+            pick = pick.to(ids.device)
+            part = {
+                k: v.index_select(0, pick)
+                for k, v in inputs.items()
+                if k in ("input_ids", "attention_mask", "completion_mask")
+            }
+            for k in ("ref_chosen_logps", "ref_rejected_logps"):
+                part[k] = inputs[k][a:b]
+            sliced = type(out)(
+                **{k: None if v is None else v.index_select(0, pick) for k, v in out.items()}
+            )
+            loss = loss + super()._compute_loss(_returning(sliced), part, False)
+        return loss / len(slices)
 
 
 def _ids_row(feature: dict[str, Any], max_length: int) -> dict[str, list[int]]:
@@ -264,6 +380,54 @@ def _experimental(module: str, names: tuple[str, str]):
         ) from e
 
 
+class _StepPairTrainer(_TreeBatches):
+    """Mixin of the experimental CPO / ORPO trainers: rows from token ids, tree batches, and
+    with ``shared_prefix`` the pair quantities of ``concatenated_forward`` computed on shared
+    prefixes (``shared_prefix.pair_forward``), TRL's ``get_batch_loss_metrics`` run on them
+    per stock micro-batch."""
+
+    _nll = "none"  # the chosen NLL term: "completion" (CPO's alpha) or "sequence" (ORPO)
+
+    def __init__(
+        self, *args, shared_prefix: bool = False, micro_batch: int | None = None, **kwargs
+    ) -> None:
+        self._init_shared(shared_prefix, micro_batch)
+        self._shared_rows = None
+        super().__init__(*args, **kwargs)
+
+    def tokenize_row(self, feature, model=None):
+        return _ids_row(feature, self.max_length)
+
+    def _nll_mode(self) -> str:
+        if self._nll == "completion":
+            return "completion" if getattr(self, "cpo_alpha", 0) else "none"
+        return self._nll
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self._shared or return_outputs or self.aux_loss_enabled:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        from itool_ray.train.shared_prefix import pair_forward
+
+        average = self._nll == "sequence" or self.loss_type in ("ipo", "simpo")
+        forward = pair_forward(
+            self.accelerator.unwrap_model(model), inputs, average=average, nll=self._nll_mode()
+        )
+        slices = self._micro_slices(len(forward.chosen_logps))
+        loss = 0.0
+        try:
+            for a, b in slices:  # TRL's loss per stock micro-batch, averaged like accumulation
+                self._shared_rows = forward.concatenated(a, b)
+                loss = loss + super().compute_loss(model, inputs, False, num_items_in_batch)
+        finally:
+            self._shared_rows = None
+        return loss / len(slices)
+
+    def concatenated_forward(self, model, batch):
+        if self._shared_rows is not None:
+            return self._shared_rows
+        return super().concatenated_forward(model, batch)
+
+
 _ID_TRAINERS: dict[str, type] = {}
 
 
@@ -271,18 +435,36 @@ def _ids_trainer(module: str, trainer_name: str, config_name: str) -> tuple[type
     """Subclass of an experimental CPO / ORPO trainer that builds its rows from token ids."""
     trainer_cls, config_cls = _experimental(module, (trainer_name, config_name))
     if trainer_name not in _ID_TRAINERS:
-
-        def tokenize_row(self, feature, model=None):
-            return _ids_row(feature, self.max_length)
-
+        nll = "sequence" if module == "orpo" else "completion"
         _ID_TRAINERS[trainer_name] = type(
-            f"_Step{trainer_name}", (trainer_cls,), {"tokenize_row": tokenize_row}
+            f"_Step{trainer_name}", (_StepPairTrainer, trainer_cls), {"_nll": nll}
         )
     return _ID_TRAINERS[trainer_name], config_cls
 
 
+def shared_prefix_on(s: DPOSettings) -> bool:
+    """Whether training runs the shared-prefix forward: ``s.shared_prefix`` unless gradient
+    checkpointing is on (a recomputed layer would append to the KV cache twice)."""
+    return s.shared_prefix and not s.gradient_checkpointing
+
+
+def _batching(s: DPOSettings, common: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Trainer arguments and shared-prefix switches: with the shared forward one trainer
+    batch is one optimizer step (``batch_size * grad_accum`` pairs, so its prompts run once),
+    the loss averaged over the stock micro-batches of ``batch_size``."""
+    if not shared_prefix_on(s):
+        return common, {}
+    merged = {
+        **common,
+        "per_device_train_batch_size": s.batch_size * s.grad_accum,
+        "gradient_accumulation_steps": 1,
+    }
+    return merged, {"shared_prefix": True, "micro_batch": s.batch_size}
+
+
 def _dpo_family(loss_type: str):
     def make(model, tokenizer, dataset, s: DPOSettings, common: dict[str, Any]):
+        common, shared = _batching(s, common)
         args = DPOConfig(**common, beta=s.beta, loss_type=[loss_type], max_length=s.max_length)
         return _StepDPOTrainer(
             model=model,
@@ -290,6 +472,7 @@ def _dpo_family(loss_type: str):
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
+            **shared,
         )
 
     return make
@@ -297,17 +480,23 @@ def _dpo_family(loss_type: str):
 
 def _make_simpo(model, tokenizer, dataset, s: DPOSettings, common: dict[str, Any]):
     trainer_cls, config_cls = _ids_trainer("cpo", "CPOTrainer", "CPOConfig")
+    common, shared = _batching(s, common)
     args = config_cls(
         **common, beta=s.beta, loss_type="simpo", cpo_alpha=0.0, simpo_gamma=s.simpo_gamma,
         max_length=s.max_length, remove_unused_columns=False,
     )  # fmt: skip
-    return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    return trainer_cls(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **shared
+    )
 
 
 def _make_orpo(model, tokenizer, dataset, s: DPOSettings, common: dict[str, Any]):
     trainer_cls, config_cls = _ids_trainer("orpo", "ORPOTrainer", "ORPOConfig")
+    common, shared = _batching(s, common)
     args = config_cls(**common, beta=s.beta, max_length=s.max_length, remove_unused_columns=False)
-    return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    return trainer_cls(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **shared
+    )
 
 
 @dataclass(frozen=True)
@@ -510,23 +699,34 @@ def train_dpo(
         reference = "none"
         if spec.uses_reference:
             reference = f"adapter {adapter_in}" if adapter_in is not None else "base model"
+        shared = shared_prefix_on(settings)
         log.info(
-            "preference training on %s: loss=%s (%s), %d pairs, reference=%s",
+            "preference training on %s: loss=%s (%s), %d pairs, reference=%s, forward=%s",
             device.name, settings.loss, spec.trl, len(kept), reference,
+            "shared-prefix" if shared else "stock",
         )  # fmt: skip
         held = _fit(pairs_to_dataset(heldout, tokenizer), settings.max_length) if heldout else []
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # with the shared forward, DPO / IPO precompute the trained pairs' reference anyway
+        reuse = shared and spec.uses_reference
         t0 = time.perf_counter()
         ref = {}
         if score:  # the reference: this model before its update (= TRL's reference for DPO)
-            ref = {k: pair_logps(model, d, pad, settings.max_length)
-                   for k, d in (("trained", kept), ("heldout", held))}  # fmt: skip
+            sets = [("heldout", held)] if reuse else [("trained", kept), ("heldout", held)]
+            ref = {
+                k: pair_logps(model, d, pad, settings.max_length, shared=shared) for k, d in sets
+            }
         score_s = time.perf_counter() - t0
+        start = time.perf_counter()  # the reference precompute (shared forward) counts here
         trainer = make_preference_trainer(
             model, tokenizer, kept, settings, out / "runs", device=device,
             callbacks=[StopOnNonFinite(), *(callbacks or [])],
         )  # fmt: skip
-        start = time.perf_counter()
+        if score and reuse:
+            data = trainer.train_dataset
+            ref["trained"] = list(
+                zip(data["ref_chosen_logps"], data["ref_rejected_logps"], strict=True)
+            )
         trainer.train()
         # before anything is scored, saved or broadcast: a NaN/Inf loss or weight fails here
         check_finite_training(
@@ -537,7 +737,8 @@ def train_dpo(
         t0 = time.perf_counter()
         for k, d in (("trained", kept), ("heldout", held)):
             if score and len(d):
-                scores[k] = PairScore.of(pair_logps(model, d, pad, settings.max_length), ref[k])
+                after = pair_logps(model, d, pad, settings.max_length, shared=shared)
+                scores[k] = PairScore.of(after, ref[k])
         score_s += time.perf_counter() - t0
         history = trainer.state.log_history
         prune_empty_dirs(out / "runs")
