@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -280,10 +281,16 @@ def format_status(status: Mapping[str, Any]) -> list[str]:
                 note += f" (last written {duration(s['age_s'])} ago)"
         lines.append(f"  {marks[s['state']]} {s['name']:<{width}}  {seconds:>7}  {note}".rstrip())
     if monitor.get("updated") and not monitor.get("finished"):
-        lines.append(
-            f"monitor updated {duration(time.time() - monitor['updated'])} ago "
-            f"(pid {monitor.get('pid')})"
-        )
+        pid = monitor.get("pid")
+        gone = ""
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            gone = ", not running on this machine"
+        except (TypeError, ValueError, OSError):
+            pass
+        age = duration(time.time() - monitor["updated"])
+        lines.append(f"monitor updated {age} ago (pid {pid}{gone})")
     if status.get("last_eval"):
         e = status["last_eval"]
         lines.append(f"last held-out accuracy ({e['stage']}): {e['brief']}")

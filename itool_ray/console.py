@@ -474,7 +474,9 @@ class RunMonitor:
     def actor_env(self) -> dict[str, str]:
         """Environment variables for an actor's ``runtime_env``: where it logs."""
         folder = self.logs_dir
-        return {LOG_DIR_ENV: str(folder.resolve())} if folder is not None else {}
+        if folder is None:
+            return {}
+        return {LOG_DIR_ENV: str(folder.resolve()), **dict.fromkeys(sorted(_quieted), "")}
 
     def open(self, run_dir: str | os.PathLike[str], stages: Sequence[str]) -> None:
         """Start following the run in ``run_dir`` (after its runner claimed the folder)."""
@@ -804,11 +806,16 @@ class _MonitorHandler(logging.Handler):
             self.handleError(record)
 
 
+_QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+_quieted: set[str] = set()  # the variables quiet_libraries set (the actors get them back empty)
+
+
 def quiet_libraries() -> None:
-    """Progress bars and notices of the libraries the driver loads itself (transformers,
-    the Hugging Face hub, datasets) off: the display shows the run."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    for name in ("transformers", "datasets", "huggingface_hub"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    """Progress bars and advisory notices of the libraries the driver loads itself
+    (transformers, the Hugging Face hub, datasets) off, in this process only: the display
+    shows the run. The actors, which inherit a local Ray's environment, get these variables
+    back empty (``RunMonitor.actor_env``), so their logs hold all the libraries print."""
+    for key, value in _QUIET_ENV.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            _quieted.add(key)

@@ -297,6 +297,26 @@ def test_driver_logging_and_native_stderr_go_to_driver_log(tmp_path):
         assert piece in log
 
 
+def test_actors_get_the_driver_only_quieting_back_empty(tmp_path, monkeypatch):
+    import itool_ray.console as console
+
+    monkeypatch.setattr(console, "_quieted", set())
+    for key in console._QUIET_ENV:
+        monkeypatch.setenv(key, "x")
+        monkeypatch.delenv(key)
+    console.quiet_libraries()
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    mon = RunMonitor(lambda line: None, logs=True)
+    mon.run_dir = tmp_path
+    assert mon.actor_env() == {
+        LOG_DIR_ENV: str((tmp_path / "logs").resolve()),
+        "HF_HUB_DISABLE_PROGRESS_BARS": "",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "",
+    }
+    assert not mon.log_to_driver
+    assert RunMonitor(lambda line: None).actor_env() == {}
+
+
 def test_verbose_flag_of_the_main_job():
     proc = subprocess.run(
         [sys.executable, "jobs/itool.py", "--help"],
