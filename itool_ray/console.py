@@ -728,7 +728,7 @@ class RunMonitor:
         table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         table.add_column(overflow="ellipsis", no_wrap=True)
-        for st in self.stages.values():
+        for st in list(self.stages.values()):  # the refresh thread: a copy
             seconds = st.seconds
             if st.state == "running" and st.started is not None:
                 seconds = now - st.started
