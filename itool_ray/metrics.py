@@ -45,6 +45,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "replica calls that failed (replica died or errored)",
         (),
     ),
+    "replica_hangs_total": (
+        "counter",
+        "replica calls past the manager's call_timeout_s (replica restarted)",
+        (),
+    ),
 }
 
 

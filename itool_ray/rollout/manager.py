@@ -98,9 +98,18 @@ class ManagerSettings:
 class TreeManager:
     """Owns the trees of one rollout (module docstring). ``outcome`` is the O term of the
     reward (default: the call checker, ``CallsOutcome``); ``env`` an ``itool_ray.envs``
-    environment (default: the single-turn task with ``outcome``)."""
+    environment (default: the single-turn task with ``outcome``).
 
-    def __init__(self, samples: Sequence[Any], config: MCTSConfig, replicas: Sequence[Any], *,
+    ``replicas``: the driver's ``ReplicaPool``, used as is (it carries the version, adapter
+    or weights and the ``ReplicaSpec``; its ``overload`` is set from ``settings``; as a Ray
+    actor the manager gets the pool with its arguments and hands it back with
+    :meth:`release_pool`), or replica handles (``(name, handle)`` pairs), from which the
+    manager builds a pool of its own with ``version``, ``adapter``, ``weights`` and ``spec``
+    (tests and benchmarks with in-process replicas).
+    """
+
+    def __init__(self, samples: Sequence[Any], config: MCTSConfig,
+                 replicas: ReplicaPool | Sequence[Any], *,
                  version: int = 0, adapter: Any = None, weights: list | None = None,
                  out_dir: str | None = None,
                  settings: ManagerSettings | None = None, spec: ReplicaSpec | None = None,
@@ -111,21 +120,29 @@ class TreeManager:
             raise ValueError("TreeManager: sample ids must be unique")
         self.config = config
         self.settings = settings or ManagerSettings()
-        self.pool = ReplicaPool(
-            replicas,
-            version=version,
-            adapter=adapter,
-            weights=weights,
-            overload=self.settings.overload_requests,
-            spec=spec,
-        )
-        if autoscale is not None and spec is None:
+        if isinstance(replicas, ReplicaPool):
+            if version or adapter is not None or weights is not None or spec is not None:
+                raise ValueError(
+                    "TreeManager: a ReplicaPool carries its version, adapter, weights and spec"
+                )
+            self.pool = replicas
+            self.pool.overload = self.settings.overload_requests
+        else:
+            self.pool = ReplicaPool(
+                replicas,
+                version=version,
+                adapter=adapter,
+                weights=weights,
+                overload=self.settings.overload_requests,
+                spec=spec,
+            )
+        if autoscale is not None and self.pool.spec is None:
             raise ValueError("TreeManager: autoscale needs a ReplicaSpec to launch replicas")
         self._scaler = ScalePolicy(autoscale, self.settings.max_batch) if autoscale else None
         self._waiting = 0  # leaves that found every replica queue full in the last fill
         self._starts: set[asyncio.Task] = set()
         self.scale_events: list[dict[str, Any]] = []
-        self.version = version
+        self.version = self.pool.version
         self.out_dir = Path(out_dir) if out_dir else None
         reward = Reward.from_config(config, outcome or CallsOutcome())
         self.core = SimulationCore(config, reward, self.samples, env=env)
@@ -231,7 +248,9 @@ class TreeManager:
 
     async def run(self) -> dict[str, Any]:
         """Search every sample to its budget; returns the final progress record."""
-        await self.pool.wait_ready()
+        # no relaunch here: an actor this manager launched would die with it (Ray ties an
+        # actor to its owner), a dead replica is the driver's to replace
+        await self.pool.wait_ready(relaunches=0)
         metrics.set_gauge("policy_version", self.version)
         for tid in self.samples:
             if tid not in self.finished and tid not in self.trees:
@@ -289,7 +308,7 @@ class TreeManager:
 
             async def one(i: int, js: list[int]) -> tuple[list[int], list[float]]:
                 reqs = [self.core.root_request(self.trees[tids[j]]) for j in js]
-                ref = self.pool.replicas[i].handle.evaluate.remote(reqs)
+                ref = self.pool.call(i, "evaluate", reqs)
                 return js, await self._await(ref, self.settings.call_timeout_s)
 
             # every replica at once (one after the other cost one engine call per replica)
@@ -371,7 +390,7 @@ class TreeManager:
                 # expansion instead of two for narrow trees, fuller batches)
                 continue
             batch, self._queue[i] = queue, []
-            ref = st.handle.expand.remote([r for _, _, r in batch])
+            ref = self.pool.call(i, "expand", [r for _, _, r in batch])
             call = self._await(ref, self.settings.call_timeout_s)
             inflight[asyncio.ensure_future(call)] = (i, batch)
             calls[i] = calls.get(i, 0) + 1
@@ -474,3 +493,8 @@ class TreeManager:
 
     async def replica_infos(self) -> list[dict | None]:
         return await self.pool.infos()
+
+    def release_pool(self) -> ReplicaPool:
+        """The replica pool with what this manager learned (replicas down, restarted, added,
+        retired), for the driver to take back (``ReplicaPool.adopt``) when the rollout ends."""
+        return self.pool

@@ -6,6 +6,15 @@ healthy and not overloaded; otherwise to the least-loaded healthy replica, which
 the tree. A replica whose call fails is marked down and its trees move; Ray restarts the
 actor (``max_restarts``), and the pool brings the new incarnation to the current policy
 version before routing to it again.
+
+One owner of replica state: a ``ReplicaPool`` is the only record of its replicas' health,
+incarnations, versions and of the replicas autoscaling added. Callers act on replicas through
+its methods (:meth:`ReplicaPool.call` for a replica method), never through the actor handles.
+A rollout lends the pool to the tree manager: in-process the manager holds the same object;
+as a Ray actor it receives the pool with its construction and hands it back when the rollout
+ends (``TreeManager.release_pool``), and the driver's pool takes that state over
+(:meth:`ReplicaPool.adopt`), so what the manager learned (a replica down, restarted, added or
+retired) is what the driver sees next.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,7 @@ class ReplicaState:
     retired: bool = False  # stopped on purpose: never routed to or revived again
     since: float = 0.0  # when it was launched
     idle_since: float | None = None  # nothing in flight since
+    restarted: bool = False  # killed for a restart (hung) and not back yet
 
 
 def _actor_died(exc: BaseException) -> bool:
@@ -116,6 +126,27 @@ class ReplicaPool:
         self._owner: dict[str, int] = {}
         self._owned = [0] * len(self.replicas)
         self.moves = 0
+
+    # ---- ownership -------------------------------------------------------------------
+    def adopt(self, other: ReplicaPool) -> None:
+        """Take over the replica state of ``other``, this pool as handed back by the tree
+        manager that ran a rollout on it (module docstring): health, incarnations, versions,
+        failures, and the replicas it added (retired by the end of a rollout). Routing state
+        (loads, which replica serves which tree) starts afresh; ``overload`` stays."""
+        if other is self:
+            return
+        self.replicas = [replace(st, load=0) for st in other.replicas]
+        self.version, self.adapter, self.weights = other.version, other.adapter, other.weights
+        self.spec = other.spec if other.spec is not None else self.spec
+        self._owner = {}
+        self._owned = [0] * len(self.replicas)
+        self.moves = other.moves  # counted on from this pool's own (lent as a copy)
+
+    def call(self, i: int, method: str, *args: Any) -> Any:
+        """``PolicyReplica.<method>(*args)`` on replica ``i``; returns the call's reference
+        (an ``ObjectRef``: awaitable, or read with ``ray.get``). The pool's health and load
+        bookkeeping is the caller's (``mark_down`` on a failure)."""
+        return getattr(self.replicas[i].handle, method).remote(*args)
 
     # ---- launching -------------------------------------------------------------------
     @classmethod
@@ -208,7 +239,7 @@ class ReplicaPool:
                 await st.handle.load_policy.remote(self.version, self.adapter)
             info = await st.handle.info.remote()
         st.incarnation, st.version = info["incarnation"], info["version"]
-        st.healthy, st.down_since, st.load = True, None, 0
+        st.healthy, st.down_since, st.load, st.restarted = True, None, 0, False
 
     async def broadcast(self, version: int, adapter: Any) -> float:
         """Switch every healthy replica to ``version`` without restarting engines; seconds."""
@@ -327,13 +358,22 @@ class ReplicaPool:
 
     def restart(self, i: int) -> None:
         """Replace a hung replica: kill its actor and let Ray restart it (``max_restarts``);
-        it comes back through ``revive``. A handle that is not a Ray actor is left alone."""
+        it comes back through ``revive``. Once per hang: a replica restarted and not back yet
+        (its other calls time out too) is not killed again. A handle that is not a Ray actor
+        is left alone."""
         import ray
 
+        st = self.replicas[i]
+        if st.restarted:
+            return
+        if not isinstance(st.handle, ray.actor.ActorHandle):  # ray.kill would start a Ray
+            log.warning("replica %s: not an actor, not restarted", st.name)
+            return
         try:
-            ray.kill(self.replicas[i].handle, no_restart=False)
-        except Exception as e:  # not an actor handle (in-process replicas), or already gone
-            log.warning("replica %s: restart not possible (%s)", self.replicas[i].name, e)
+            ray.kill(st.handle, no_restart=False)
+            st.restarted = True
+        except Exception as e:  # already gone
+            log.warning("replica %s: restart not possible (%s)", st.name, e)
 
     def kill(self, i: int, no_restart: bool = False) -> None:
         import ray

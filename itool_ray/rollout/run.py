@@ -106,6 +106,10 @@ def run_rollout(
 ) -> RolloutResult:
     """MCTS over ``samples`` on the pool's replicas; pairs land in ``out_dir/pairs.jsonl``.
 
+    ``pool`` is lent to the manager (with its construction) and takes back the manager's
+    replica state at the end (``ReplicaPool.adopt``): replicas marked down, restarted, added
+    or retired during the rollout are so in ``pool`` afterwards.
+
     The TreeManager runs as its own async actor. When it dies (node lost, killed), Ray
     restarts it (``manager_restarts``) with the same arguments, it resumes from ``out_dir``
     (finished trees, their pairs, checkpointed trees) and ``run`` is called again: no tree
@@ -121,17 +125,14 @@ def run_rollout(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    handles = [(st.name, st.handle) for st in pool.replicas if not st.retired]
     opts: dict[str, Any] = dict(num_cpus=manager_cpus, max_concurrency=64,
                                 max_restarts=manager_restarts)  # fmt: skip
     if manager_name:
         opts["name"] = manager_name
-    manager = ray.remote(TreeManager).options(**opts).remote(
-        list(samples), mcts, handles, version=pool.version, adapter=pool.adapter,
-        weights=pool.weights,
-        out_dir=str(out), settings=settings, spec=pool.spec if autoscale else None,
-        autoscale=autoscale,
-    )  # fmt: skip
+    actor = ray.remote(TreeManager).options(**opts)
+    manager = actor.remote(
+        list(samples), mcts, pool, out_dir=str(out), settings=settings, autoscale=autoscale
+    )
     if log_dir is not None:
         manager.__ray_call__.remote(_log_to_file, str(log_dir))
     done_ref = manager.run.remote()
@@ -179,6 +180,7 @@ def run_rollout(
         infos = ray.get(manager.replica_infos.remote())
     finally:
         bar.close()
+        _take_back(pool, manager)
         ray.kill(manager, no_restart=True)
     instances.add(final["instance"])
     final["manager_restarts"] = len(instances) - 1
@@ -220,6 +222,17 @@ class _Tokens:
                 self.last = max(total - self.start, self.last)
         self.polls += 1
         return self.last
+
+
+def _take_back(pool: ReplicaPool, manager: Any, timeout: float = 60.0) -> None:
+    """The driver's pool takes over the state of the pool lent to ``manager``; a manager
+    that cannot answer (dead for good) leaves the pool as it was lent."""
+    import ray
+
+    try:
+        pool.adopt(ray.get(manager.release_pool.remote(), timeout=timeout))
+    except Exception as e:  # the rollout failed with its manager: nothing to take back
+        log.warning("replica pool not taken back from the tree manager: %s", e)
 
 
 def run_sync(coro):

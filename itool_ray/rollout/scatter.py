@@ -35,10 +35,10 @@ def scatter(pool, method: str, items: Sequence[Any], *args: Any, retries: int = 
             live = pool.healthy() or (time.sleep(2.0) or [])
         shares = [todo[k :: len(live)] for k in range(len(live))]
         calls = [
-            (i, share, getattr(pool.replicas[i].handle, method).remote([items[j] for j in share], *args))
+            (i, share, pool.call(i, method, [items[j] for j in share], *args))
             for i, share in zip(live, shares, strict=True)
             if share
-        ]  # fmt: skip
+        ]
         todo = []
         for i, share, ref in calls:
             try:
