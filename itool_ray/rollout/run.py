@@ -103,6 +103,7 @@ def run_rollout(
     manager_name: str | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     log_dir: str | Path | None = None,
+    env: Any = None,
 ) -> RolloutResult:
     """MCTS over ``samples`` on the pool's replicas; pairs land in ``out_dir/pairs.jsonl``.
 
@@ -118,7 +119,8 @@ def run_rollout(
     ``itool_ray.rollout.autoscale``). Progress records go to ``out_dir/progress.jsonl``;
     ``on_progress`` (a live display) hears each one instead of the tqdm bar, with the tokens
     the replicas generated since the start (``generated_tokens``, read every few polls).
-    ``log_dir``: the manager writes its output to ``log_dir/tree-manager.log``.
+    ``log_dir``: the manager writes its output to ``log_dir/tree-manager.log``. ``env``: the
+    task as an ``itool_ray.envs`` environment (default: single-turn calls).
     """
     import ray
     from tqdm import tqdm
@@ -131,8 +133,9 @@ def run_rollout(
         opts["name"] = manager_name
     actor = ray.remote(TreeManager).options(**opts)
     manager = actor.remote(
-        list(samples), mcts, pool, out_dir=str(out), settings=settings, autoscale=autoscale
-    )
+        list(samples), mcts, pool, out_dir=str(out), settings=settings, autoscale=autoscale,
+        env=env,
+    )  # fmt: skip
     if log_dir is not None:
         manager.__ray_call__.remote(_log_to_file, str(log_dir))
     done_ref = manager.run.remote()
