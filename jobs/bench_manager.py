@@ -360,14 +360,14 @@ def run_mode(mode: str, samples, cfg: MCTSConfig, cost: FakeLatency, replicas: i
 def simulate(*, trees: int = 2048, simulations: int = 16, k: int = 4, max_inflight: int = 8,
              replicas: int = 64, cost: FakeLatency | None = None,
              modes: tuple[str, ...] = ("ours", "one_inflight", "lockstep"),
-             reward: str = "calls", profile: bool = False,
+             reward: str = "calls", profile: bool = False, rollout: str = "terminal",
              seed: int = 0) -> dict[str, ModeResult]:  # fmt: skip
     """Run every mode on the same fake samples; returns {mode: ModeResult}."""
     cost = cost or FakeLatency()
     metrics.set_gauge("trees_active", 0)  # imports ray (a no-op without ray.init) before timing
     samples = make_fake_samples(trees, seed=seed)
     cfg = MCTSConfig(k=k, simulations=simulations, max_inflight=max_inflight, max_depth=8,
-                     max_step_tokens=48, seed=seed)  # fmt: skip
+                     max_step_tokens=48, seed=seed, rollout=rollout)  # fmt: skip
     settings = ManagerSettings(max_batch=cost.batch, checkpoint_every_s=0)
     if reward not in REWARDS:
         raise ValueError(f"reward: expected one of {', '.join(REWARDS)}, got {reward!r}")
@@ -397,13 +397,18 @@ def main(
         "fake: fake_outcome (string compare, isolates the scheduling)",
     ),
     profile: bool = typer.Option(False, help="cProfile the 'ours' run, print the top 25"),
+    rollout: str = typer.Option(
+        "terminal",
+        help="MCTSConfig.rollout: terminal (a simulation expands down to a "
+        "terminal state) or one_step (one expansion per simulation)",
+    ),
     out: Path = typer.Option(Path("runs/bench/manager.json"), help="JSON figures"),
 ) -> None:
     cost = FakeLatency(latency=latency, batch=batch, jitter=jitter)
     results = simulate(trees=trees, simulations=sims, k=k, max_inflight=max_inflight,
                        replicas=replicas, cost=cost, modes=tuple(modes.split(",")),
-                       reward=reward, profile=profile)  # fmt: skip
-    print(f"{trees} trees x {sims} simulations x k={k}, {replicas} fake replicas, "
+                       reward=reward, profile=profile, rollout=rollout)  # fmt: skip
+    print(f"{trees} trees x {sims} simulations ({rollout}) x k={k}, {replicas} fake replicas, "
           f"step {latency:g} s +-{jitter:.0%} for {batch} expansions, "
           f"ideal {cost.ideal(replicas):,.0f} expansions/s")  # fmt: skip
     head = ("mode", "trees", "expansions", "seconds (10%, 90%)", "e2e/s", "e2e/ideal",
@@ -435,7 +440,8 @@ def main(
         "python": platform.python_version(),
         "machine": platform.machine(),
         "workload": {"trees": trees, "simulations": sims, "k": k, "max_inflight": max_inflight,
-                     "replicas": replicas, "reward": reward, **asdict(cost),
+                     "replicas": replicas, "reward": reward, "rollout": rollout,
+                     **asdict(cost),
                      "ideal_per_s": cost.ideal(replicas)},
         "results": {m: {k_: v for k_, v in asdict(r).items() if k_ != "profile"}
                     for m, r in results.items()},
