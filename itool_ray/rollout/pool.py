@@ -56,6 +56,15 @@ def _actor_died(exc: BaseException) -> bool:
     return isinstance(exc, ray.exceptions.RayActorError)
 
 
+def _restarting(exc: BaseException) -> bool:
+    """Ray is restarting the actor (killed, crashed): it answers again once it is back."""
+    try:
+        import ray
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, ray.exceptions.ActorUnavailableError)
+
+
 @dataclass(frozen=True)
 class ReplicaSpec:
     """What one replica actor is made of: enough to launch more of them later (autoscaling)
@@ -203,18 +212,25 @@ class ReplicaPool:
     async def wait_ready(self, timeout: float = 600.0, relaunches: int = 2) -> None:
         """Wait until every replica answers, and bring each to the current version.
 
-        A replica whose actor died while starting (its constructor raised: the engine did not
-        build, an import failed on a fresh node) is launched again from ``spec``, up to
-        ``relaunches`` times, before the error is raised.
+        A replica that Ray is restarting (killed or crashed, e.g. while a restarted tree
+        manager waits for it) is asked again until it is back. A replica whose actor died
+        while starting (its constructor raised: the engine did not build, an import failed on
+        a fresh node) is launched again from ``spec``, up to ``relaunches`` times, before the
+        error is raised.
         """
 
         async def ready(i: int) -> None:
-            for attempt in range(relaunches + 1):
+            attempt = 0
+            while True:
                 try:
                     return await self.sync(i)
                 except Exception as e:
+                    if _restarting(e):
+                        await asyncio.sleep(1.0)
+                        continue
                     if self.spec is None or attempt == relaunches or not _actor_died(e):
                         raise
+                    attempt += 1
                     st = self.replicas[i]
                     log.warning("replica %s died while starting (%s); launching it again",
                                 st.name, str(e).splitlines()[-1][:300])  # fmt: skip

@@ -61,6 +61,32 @@ def test_a_pool_carries_its_own_version_and_spec():
         TreeManager([], CFG, ReplicaPool([]), version=3)
 
 
+class _Restarting:
+    """A FAKE replica handle Ray is restarting: ``info`` raises ActorUnavailableError twice."""
+
+    def __init__(self, inner) -> None:
+        self._inner, self.refused = inner, 0
+        self.info = _bench().FakeMethod(self._info)
+
+    async def _info(self):
+        import ray
+
+        if self.refused < 2:
+            self.refused += 1
+            raise ray.exceptions.ActorUnavailableError("The actor is restarting.", None)
+        return await self._inner.info.remote()
+
+
+def test_waiting_for_a_restarting_replica_is_not_an_error():
+    # a tree manager restarted while Ray restarts a replica waits for it (it once failed its
+    # run, and the driver counted that as a second manager death)
+    bench = _bench()
+    restarting = _Restarting(bench.FakeReplica("r-0", bench.FakeLatency(latency=0.01, batch=4)))
+    pool = ReplicaPool([("r-0", restarting)])
+    asyncio.run(pool.wait_ready(timeout=30, relaunches=0))
+    assert restarting.refused == 2 and pool.healthy() == [0]
+
+
 # ---- on Ray: the pool lent to the manager actor comes back ------------------------------------
 
 
