@@ -78,6 +78,7 @@ class ReplicaSpec:
     temperature: float = 1.0
     env: dict[str, str] | None = None
     name_prefix: str | None = None
+    replica_cls: type | None = None  # a PolicyReplica subclass (None: PolicyReplica)
 
     def launch(self, name: str, *, named: bool | None = None) -> Any:
         """Start one ``PolicyReplica`` actor called ``name``; returns its handle at once (the
@@ -95,7 +96,7 @@ class ReplicaSpec:
             opts["resources"] = dict(self.resources)
         if self.name_prefix if named is None else named:
             opts["name"] = name
-        actor = ray.remote(PolicyReplica).options(**opts)
+        actor = ray.remote(self.replica_cls or PolicyReplica).options(**opts)
         return actor.remote(self.engine_config, name, temperature=self.temperature)
 
     @staticmethod
@@ -162,10 +163,14 @@ class ReplicaPool:
     def start(cls, n: int, engine_config, *, num_cpus: float = 1, num_gpus: float = 0,
               resources: dict[str, float] | None = None, max_restarts: int = 3,
               temperature: float = 1.0, name_prefix: str | None = None,
-              env: dict[str, str] | None = None, **kwargs: Any) -> ReplicaPool:  # fmt: skip
-        """Launch ``n`` replica actors (each builds its own vLLM engine)."""
+              env: dict[str, str] | None = None, replica_cls: type | None = None,
+              **kwargs: Any) -> ReplicaPool:  # fmt: skip
+        """Launch ``n`` replica actors (each builds its own vLLM engine); ``replica_cls``: a
+        ``PolicyReplica`` subclass to launch instead (e.g. the fault-injecting replica of the
+        chaos tests)."""
         spec = ReplicaSpec(engine_config, num_cpus, num_gpus, dict(resources or {}) or None,
-                           max_restarts, temperature, dict(env or {}), name_prefix)  # fmt: skip
+                           max_restarts, temperature, dict(env or {}), name_prefix,
+                           replica_cls)  # fmt: skip
         prefix = name_prefix or "itool-replica"
         handles = [(f"{prefix}-{i}", spec.launch(f"{prefix}-{i}")) for i in range(n)]
         return cls(handles, spec=spec, **kwargs)
