@@ -227,12 +227,26 @@ class StepEngine:
         Read from the top ``EngineConfig.max_logprobs`` next-token log-probs of one decode
         step (prompt log-probs are broken with LoRA in vLLM 0.32). A verdict token outside
         them gets the smallest one returned as an upper bound; when neither is there,
-        C = 0.5 (no opinion).
+        C = 0.5 (no opinion), as for a prompt longer than the engine's context, which is never
+        sent (vLLM would reject it and fail the whole batch).
         """
         prompts = []
         for r in requests:
             sample = Sample(id=r.tree_id, tools=tuple(r.tools), messages=tuple(r.messages), gold="")
             prompts.append(self.encode(render_self_eval_prompt(sample, self.tokenizer, r.response)))
+        limit = self.policy.config.max_model_len - 1  # room for the one decoded verdict token
+        fits = [i for i, p in enumerate(prompts) if len(p) <= limit]
+        if len(fits) < len(prompts):
+            answered = self._confidences([prompts[i] for i in fits])
+            out = [0.5] * len(prompts)
+            for i, c in zip(fits, answered, strict=True):
+                out[i] = c
+            return out
+        return self._confidences(prompts)
+
+    def _confidences(self, prompts: list[list[int]]) -> list[float]:
+        if not prompts:
+            return []
         out = []
         for top in self.policy.next_token_logprobs(prompts, self._eval_k):
             floor = min(top.values()) if top else 0.0

@@ -33,3 +33,39 @@ def test_find_step_end(prefix, text, finished, end, terminal):
     assert cut.end == end
     if end is not None:
         assert cut.terminal is terminal
+
+
+def test_a_self_evaluation_prompt_longer_than_the_context_is_not_sent():
+    """vLLM rejects a prompt over max_model_len and fails its whole batch: such a prompt gets
+    C = 0.5 (no opinion) and the others are answered as usual."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from itool_ray.data import SELF_EVAL_NO, SELF_EVAL_YES, Sample, render_self_eval_prompt
+    from itool_ray.mcts.core import EvalRequest
+    from itool_ray.models import resolve_model
+    from itool_ray.policy.steps import StepEngine
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model("smollm2")))
+    short = EvalRequest("t", 0, ({"role": "user", "content": "hi"},), (), "[f(a=1)]", False)
+    long = short._replace(response="[f(a=" + "1" * 5000 + ")]")
+    sample = Sample(id="t", tools=(), messages=short.messages, gold="")
+    n = len(tok(render_self_eval_prompt(sample, tok, short.response), add_special_tokens=False)[
+        "input_ids"])  # fmt: skip
+    yes = tok(SELF_EVAL_YES, add_special_tokens=False)["input_ids"][0]
+    no = tok(SELF_EVAL_NO, add_special_tokens=False)["input_ids"][0]
+    sent = []
+
+    class Policy:
+        tokenizer = tok
+        config = SimpleNamespace(max_logprobs=20, max_model_len=n + 8)
+
+        def next_token_logprobs(self, prompts, k):
+            sent.extend(prompts)
+            return [{yes: -0.1, no: -3.0} for _ in prompts]
+
+    engine = StepEngine(Policy())
+    c_short, c_long = engine.evaluate([short, long])
+    assert c_long == 0.5 and c_short > 0.9
+    assert len(sent) == 1 and len(sent[0]) == n
