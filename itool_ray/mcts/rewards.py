@@ -168,8 +168,11 @@ class CallsOutcome(UncachedCallsOutcome):
     Args:
         use_tools: check arguments against the tool schemas.
         max_results: scores kept, LRU over ``(sample id, response, terminal)``.
-        max_states: scan states and call rows kept, over all samples; past it the least
-            recently scored samples lose theirs (their gold stays).
+        max_states: scan states and call rows kept, over all samples (about 270 bytes
+            each plus the response text: the default holds 2,048 trees of 16 terminal
+            simulations, about 220,000 entries, in some 90 MB); past it the least recently
+            scored samples lose theirs (their gold stays) and their next candidates are
+            scanned from the start of the response.
         max_steps: step scans kept (LRU over (position kind, step text)), and as many
             matchings (per distinct rows).
     """
@@ -178,7 +181,7 @@ class CallsOutcome(UncachedCallsOutcome):
         self,
         use_tools: bool = True,
         max_results: int = 1 << 16,
-        max_states: int = 1 << 17,
+        max_states: int = 1 << 19,
         max_steps: int = 1 << 14,
     ) -> None:
         super().__init__(use_tools)
