@@ -8,7 +8,8 @@ a fresh model: ``make_preference_trainer`` (with the shared forward this precomp
 reference log-probs) + ``trainer.train()``, timed together. Prints pairs/s and pair tokens/s
 (prompt + chosen + prompt + rejected, TRL's ``num_tokens``) of each and the ratios, the
 per-step losses of both (the shared forward must reproduce them), the 1-minute load average
-before and after each run (the machine may be shared); ``--rounds N`` alternates the modes N
+before and after each run and the process's CPU seconds (the machine may be shared: pairs per
+CPU-second is the figure other load disturbs least); ``--rounds N`` alternates the modes N
 times and keeps each mode's fastest run. Optionally
 (``--score``) the PairScore log-prob pass of the DPO stage both ways.
 
@@ -121,6 +122,41 @@ def shape(dataset, pairs) -> dict:
     }
 
 
+def token_costs(dataset, batch_size: int, grad_accum: int, seed: int) -> dict:
+    """Tokens each forward runs in one epoch (padding included), load-free: the stock one
+    per micro-batch of ``batch_size`` pairs (2 sequences a pair, padded to the longest) for
+    the policy (forward + backward, counted 3x) and again for the reference (forward); the
+    shared one per optimizer step (``shared_prefix.SharedLayout.tokens``) for the policy
+    (3x) and once for the reference precompute. Batches as ``TreeGroupedSampler`` cuts them."""
+    from itool_ray.train.shared_prefix import SharedLayout, TreeGroupedSampler
+
+    step = batch_size * grad_accum
+    order = list(TreeGroupedSampler(list(dataset["tree_id"]), step, seed))
+    rows = [dataset[i] for i in order]
+
+    def seq(r):
+        return len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"]))
+
+    stock = sum(
+        2 * len(b) * max(map(seq, b))
+        for b in (rows[k : k + batch_size] for k in range(0, len(rows), batch_size))
+    )
+    shared = 0
+    for k in range(0, len(rows), step):
+        b = rows[k : k + step]
+        layout = SharedLayout.for_pairs(
+            [r["prompt_ids"] for r in b],
+            [r["chosen_ids"] for r in b],
+            [r["rejected_ids"] for r in b],
+        )
+        shared += layout.tokens()["padded"]
+    return {
+        "stock_tokens": 4 * stock,
+        "shared_tokens": 4 * shared,
+        "stock_per_shared": stock / shared,
+    }
+
+
 def run_mode(model_dir, adapter, tok, dataset, settings, out_dir) -> dict:
     import torch
 
@@ -130,17 +166,20 @@ def run_mode(model_dir, adapter, tok, dataset, settings, out_dir) -> dict:
     device = pick_device()
     model = load_policy(model_dir, adapter, None, device.dtype)
     load_before = os.getloadavg()[0]
+    c0 = time.process_time()
     t0 = time.perf_counter()
     trainer = make_preference_trainer(model, tok, dataset, settings, out_dir, device=device)
     built = time.perf_counter() - t0
     trainer.train()
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     history = trainer.state.log_history
     del trainer, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "setup_seconds": built,
         "load_avg_1min": [load_before, os.getloadavg()[0]],
         "losses": history_series(history, "loss"),
@@ -155,15 +194,23 @@ def score_times(model_dir, adapter, tok, dataset, max_length: int) -> dict:
     model = load_policy(model_dir, adapter, None, pick_device().dtype)
     out = {}
     for name, shared in (("stock", False), ("shared", True)):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         logps = pair_logps(model, dataset, tok.pad_token_id, max_length, shared=shared)
-        out[name] = {"seconds": time.perf_counter() - t0, "logps": logps}
+        out[name] = {
+            "seconds": time.perf_counter() - t0,
+            "logps": logps,
+            "cpu_seconds": time.process_time() - c0,
+        }
     gap = max(
         abs(a - b)
         for p, q in zip(out["stock"]["logps"], out["shared"]["logps"], strict=True)
         for a, b in zip(p, q, strict=True)
     )
-    return {k: v["seconds"] for k, v in out.items()} | {"max_abs_logp_diff": gap}
+    return {
+        **{k: v["seconds"] for k, v in out.items()},
+        **{f"{k}_cpu": v["cpu_seconds"] for k, v in out.items()},
+        "max_abs_logp_diff": gap,
+    }
 
 
 def main() -> None:
@@ -204,10 +251,14 @@ def main() -> None:
     )
     dataset = _fit(pairs_to_dataset(pairs, tok), args.max_length)
     info = shape(dataset, pairs)
+    info["tokens_run"] = token_costs(dataset, args.batch_size, args.grad_accum, args.seed)
     print(
         f"{info['pairs']} pairs from {info['trees']} trees: chat prompt "
         f"{info['chat_prompt_tokens']:.0f} tokens, path prefix {info['path_prefix_tokens']:.0f},"
-        f" step {info['step_tokens']:.0f} (mean); model {args.model} on {pick_device().name}"
+        f" step {info['step_tokens']:.0f} (mean); model {args.model} on {pick_device().name};"
+        f" tokens run, forward-equivalents (backward = 2): stock "
+        f"{info['tokens_run']['stock_tokens']}, shared {info['tokens_run']['shared_tokens']}"
+        f" ({info['tokens_run']['stock_per_shared']:.2f}x fewer)"
     )
     base = DPOSettings(
         loss=args.loss,
@@ -221,7 +272,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(tmp) / "adapter-in"  # the incoming policy, as iteration 1 gets it
-        load_policy(model_dir, None, LoraSettings(), torch.float32, seed=0).save_pretrained(
+        load_policy(model_dir, None, LoraSettings(), pick_device().dtype, seed=0).save_pretrained(
             str(adapter)
         )
         runs: dict[str, list[dict]] = {}
@@ -233,10 +284,12 @@ def main() -> None:
                 r = run_mode(model_dir, adapter, tok, dataset, settings, Path(tmp) / f"{mode}{k}")
                 r["pairs_per_s"] = info["pairs"] * args.epochs / r["seconds"]
                 r["tokens_per_s"] = info["pair_tokens"] * args.epochs / r["seconds"]
+                r["pairs_per_cpu_s"] = info["pairs"] * args.epochs / r["cpu_seconds"]
                 runs.setdefault(mode, []).append(r)
                 print(
-                    f"{mode}: {r['seconds']:.1f} s ({r['setup_seconds']:.1f} s setup), "
-                    f"{r['pairs_per_s']:.3f} pairs/s, {r['tokens_per_s']:.0f} tokens/s, load "
+                    f"{mode}: {r['seconds']:.1f} s ({r['setup_seconds']:.1f} s setup, "
+                    f"{r['cpu_seconds']:.1f} CPU-s), {r['pairs_per_s']:.3f} pairs/s, "
+                    f"{r['tokens_per_s']:.0f} tokens/s, load "
                     f"{r['load_avg_1min'][0]:.1f} -> {r['load_avg_1min'][1]:.1f}, "
                     f"losses {[round(x, 4) for x in r['losses']]}"
                 )
@@ -260,17 +313,20 @@ def main() -> None:
     if {"stock", "shared"} <= set(results):
         s, t = results["stock"], results["shared"]
         report["pairs_per_s_ratio"] = t["pairs_per_s"] / s["pairs_per_s"]
+        report["pairs_per_cpu_s_ratio"] = t["pairs_per_cpu_s"] / s["pairs_per_cpu_s"]
         report["max_abs_loss_diff"] = max(
             (abs(a - b) for a, b in zip(s["losses"], t["losses"], strict=True)), default=0.0
         )
         print(
-            f"shared / stock: {report['pairs_per_s_ratio']:.2f}x pairs/s (and tokens/s); "
+            f"shared / stock: {report['pairs_per_s_ratio']:.2f}x pairs/s (and tokens/s), "
+            f"{report['pairs_per_cpu_s_ratio']:.2f}x pairs per CPU-second; "
             f"losses max abs diff {report['max_abs_loss_diff']:.2e}"
         )
     if score:
         print(
             f"PairScore pass: stock {score['stock']:.1f} s, shared {score['shared']:.1f} s "
-            f"({score['stock'] / score['shared']:.2f}x), log-prob max abs diff "
+            f"({score['stock'] / score['shared']:.2f}x; CPU-s {score['stock_cpu']:.1f} vs "
+            f"{score['shared_cpu']:.1f}), log-prob max abs diff "
             f"{score['max_abs_logp_diff']:.2e}"
         )
     if args.json:
