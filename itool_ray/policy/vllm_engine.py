@@ -134,6 +134,7 @@ class VLLMPolicy:
         self.tokenizer = self.llm.get_tokenizer()
         self.version = 0
         self.stats = EngineStats()
+        self._prompts: list[tuple[int, ...]] = []  # EngineConfig.record_prompts
         self._lora = None
         self._next_lora_id = 1
 
@@ -238,10 +239,18 @@ class VLLMPolicy:
         st.calls += 1
         st.requests += len(prompts)
         for p, o in zip(prompts, outs, strict=True):
+            if self.config.record_prompts:
+                self._prompts.append(tuple(p["prompt_token_ids"]))
             st.prompt_tokens += len(p["prompt_token_ids"])
             st.cached_prompt_tokens += o.num_cached_tokens or 0
             st.generated_tokens += sum(len(c.token_ids) for c in o.outputs)
         return outs
+
+    def take_prompts(self) -> list[tuple[int, ...]]:
+        """The prompts run since the last call, as token ids (``EngineConfig.record_prompts``;
+        empty without it)."""
+        out, self._prompts = self._prompts, []
+        return out
 
     def next_token_logprobs(
         self, prompts: Sequence[Sequence[int]], k: int = 20

@@ -195,6 +195,10 @@ class PolicyReplica:
             "scores_prompts": self.policy.scores_prompts,
         }
 
+    def take_prompts(self) -> list[tuple[int, ...]]:
+        """The engine's prompts since the last call (``EngineConfig.record_prompts``)."""
+        return self.policy.take_prompts()
+
     async def _in_engine(self, fn, *args):
         async with self._engine_lock:
             start = time.monotonic()

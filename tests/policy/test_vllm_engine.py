@@ -46,6 +46,7 @@ def tiny_policy(tiny_model_dir):
             max_model_len=1024,
             enable_lora=False,
             per_request_seed=True,
+            record_prompts=True,
         )
     )
     yield policy
@@ -58,6 +59,15 @@ def test_tiny_model_generates_in_vllm(tiny_policy):
     again = tiny_policy.generate([list(range(5, 40))], n=2, max_tokens=8, seed=3)
     assert again == tiny_policy.generate([list(range(5, 40))], n=2, max_tokens=8, seed=3)
     assert outs[0][0].token_ids  # noqa: B018 - non-empty output
+
+
+def test_engine_records_its_prompts_when_asked(tiny_policy):
+    """EngineConfig.record_prompts: every prompt run, as token ids, taken once."""
+    tiny_policy.take_prompts()
+    prompts = [list(range(5, 30)), list(range(5, 20)) + [7, 8]]
+    tiny_policy.generate(prompts, n=2, max_tokens=4, seed=1)
+    assert tiny_policy.take_prompts() == [tuple(p) for p in prompts]
+    assert tiny_policy.take_prompts() == []
 
 
 def test_smollm2_generates_in_vllm(smollm2_dir):
