@@ -9,6 +9,8 @@ top of a :class:`~itool_ray.policy.vllm_engine.VLLMPolicy`:
   real end is then decided by the incremental call parser: a stop string that fell inside a
   string literal (``f(q="a),b")``) is not a boundary, and such completions are continued in
   a follow-up batch. A step that overshot a boundary is cut back to it (tokens and text).
+  A prompt that does not fit the context with ``max_tokens`` more is never sent: its state
+  gets one empty terminal step (:data:`CONTEXT_FULL`).
 - **evaluate**: C(s) = P("Yes") / (P("Yes") + P("No")) as the first answer token of the
   self-evaluation prompt (paper eq. 7), from the top next-token log-probs.
 - **perplexity**: h = P(y | q, T) ** (-1/n) of gold responses (eq. 4).
@@ -34,6 +36,11 @@ from itool_ray.mcts.search import EvalRequest, ExpandRequest
 from itool_ray.mcts.step import Step
 
 CALL_STOPS = ("),", ")]")
+CONTEXT_FULL = "context"
+"""``Step.finish_reason`` of the one empty, terminal step given to a state whose prompt plus
+``max_tokens`` does not fit the engine's context (``max_model_len``): no prompt vLLM would
+refuse is sent. A single-turn response ends there (a wrong answer); a multi-turn turn ends
+without calls, and the later turns, whose prompts are longer still, the same."""
 SENTENCE_STOPS = (". ", "! ", "? ", "\n")
 _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
@@ -131,7 +138,13 @@ class StepEngine:
         # "message" steps (a multi-turn environment's) run to the end of the message
         results: list[list[Step] | None] = [None] * len(requests)
         groups: dict[tuple[int, int, str], list[int]] = {}
+        context = self.policy.config.max_model_len
         for i, r in enumerate(requests):
+            if len(prompts[i]) + r.max_tokens > context:
+                # vLLM would fail the whole batch on it (and again after every restart): the
+                # state cannot go on, like an evaluation prompt that does not fit
+                results[i] = [Step("", (), 0.0, terminal=True, finish_reason=CONTEXT_FULL)]
+                continue
             groups.setdefault((r.k, r.max_tokens, getattr(r, "unit", "call")), []).append(i)
         for (k, max_tokens, unit), idx in groups.items():
             stops = CALL_STOPS + SENTENCE_STOPS if unit == "call" else ()

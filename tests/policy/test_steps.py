@@ -69,3 +69,41 @@ def test_a_self_evaluation_prompt_longer_than_the_context_is_not_sent():
     c_short, c_long = engine.evaluate([short, long])
     assert c_long == 0.5 and c_short > 0.9
     assert len(sent) == 1 and len(sent[0]) == n
+
+
+def test_an_expansion_prompt_longer_than_the_context_is_not_sent():
+    """A state whose prompt plus max_tokens does not fit max_model_len would make vLLM fail
+    the replica's whole batch (and again after each restart: a stalled search): it gets one
+    empty terminal step instead, and the other requests are expanded as usual."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from itool_ray.data import Sample, render_prompt
+    from itool_ray.mcts.core import ExpandRequest
+    from itool_ray.models import resolve_model
+    from itool_ray.policy.steps import CONTEXT_FULL, StepEngine
+    from itool_ray.policy.vllm_engine import Completion
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model("smollm2")))
+    short = ExpandRequest("a", 0, ({"role": "user", "content": "hi"},), (), "", 2, 16, 1)
+    long = short._replace(tree_id="b", messages=({"role": "user", "content": "hi " * 3000},))
+    n = len(tok(render_prompt(Sample(id="a", tools=(), messages=short.messages, gold=""), tok),
+                add_special_tokens=False)["input_ids"])  # fmt: skip
+    sent = []
+    ids = tuple(tok("I cannot help.", add_special_tokens=False)["input_ids"])
+
+    class Policy:
+        tokenizer = tok
+        config = SimpleNamespace(max_logprobs=20, max_model_len=n + 16)
+
+        def generate(self, prompts, n, max_tokens, **kw):
+            sent.extend(prompts)
+            c = Completion(ids, "I cannot help.", (-0.5,) * len(ids), "stop", None)
+            return [[c] * n for _ in prompts]
+
+    out_short, out_long = StepEngine(Policy()).expand([short, long])
+    assert [s.finish_reason for s in out_long] == [CONTEXT_FULL]
+    assert out_long[0].terminal and out_long[0].text == "" and out_long[0].token_ids == ()
+    assert len(out_short) == 2 and out_short[0].text == "I cannot help."
+    assert len(sent) == 1 and len(sent[0]) == n  # the long prompt never reached the engine
