@@ -7,8 +7,10 @@ here imports ``transformers``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -88,6 +90,54 @@ def _chat(tokenizer: ChatTokenizer, messages: list[Message]) -> str:
     return text
 
 
+TOOL_OUTPUT_HEADER = "[Tool output: the results of your calls above, in order, not a user message]"
+"""Heads the user turn that carries tool results for a template without a ``tool`` role."""
+
+
+def merge_tool_messages(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` with each run of ``tool`` messages as one user message headed
+    :data:`TOOL_OUTPUT_HEADER`, one ``<call> -> <result>`` line per tool message."""
+    out: list[Message] = []
+    in_tool_output = False
+    for m in messages:
+        if m["role"] != "tool":
+            out.append(dict(m))
+            in_tool_output = False
+            continue
+        line = f"{m.get('name', 'call')} -> {m['content']}"
+        if in_tool_output:
+            out[-1]["content"] += "\n" + line
+        else:
+            out.append({"role": "user", "content": TOOL_OUTPUT_HEADER + "\n" + line})
+            in_tool_output = True
+    return out
+
+
+_PROBE = "ITOOLTOOLPROBE"
+_TOOL_ROLE: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def renders_tool_role(tokenizer: ChatTokenizer) -> bool:
+    """Whether the chat template renders a ``tool`` message (with its content) after an
+    assistant turn; read once per tokenizer."""
+    with contextlib.suppress(KeyError, TypeError):
+        return _TOOL_ROLE[tokenizer]
+    probe = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "[f()]"},
+        {"role": "tool", "name": "f()", "content": _PROBE},
+    ]
+    try:
+        text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        ok = isinstance(text, str) and _PROBE in text
+    except Exception:  # templates that raise on an unknown role
+        ok = False
+    with contextlib.suppress(TypeError):  # not weak-referenceable: probe every time
+        _TOOL_ROLE[tokenizer] = ok
+    return ok
+
+
 def render_prompt(
     sample: Sample,
     tokenizer: ChatTokenizer,
@@ -96,8 +146,14 @@ def render_prompt(
     template: str = TOOLACE_SYSTEM_PROMPT,
 ) -> str:
     """The generation prompt for ``sample``, followed by ``partial_response`` (the response
-    so far, continued as a partial assistant turn)."""
-    return _chat(tokenizer, build_messages(sample, template=template)) + partial_response
+    so far, continued as a partial assistant turn). Tool results (multi-turn) are ``tool``
+    turns where the chat template renders that role (:func:`renders_tool_role`: ChatML and
+    SmolLM2's do), else each run of them one user turn (:func:`merge_tool_messages`). The
+    one rendering of a prompt: the search, SFT, DPO, perplexity and evaluation use it."""
+    messages = build_messages(sample, template=template)
+    if any(m["role"] == "tool" for m in messages) and not renders_tool_role(tokenizer):
+        messages = merge_tool_messages(messages)
+    return _chat(tokenizer, messages) + partial_response
 
 
 def prompt_and_completion(

@@ -39,13 +39,19 @@ DeepSeek handler also sends tool output in the user role).
 
 from __future__ import annotations
 
-import contextlib
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itool_ray.data.prompt import TOOLACE_SYSTEM_PROMPT, ChatTokenizer, build_messages
+from itool_ray.data.prompt import (
+    TOOL_OUTPUT_HEADER,
+    TOOLACE_SYSTEM_PROMPT,
+    ChatTokenizer,
+    build_messages,
+    merge_tool_messages,
+    render_prompt,
+    renders_tool_role,
+)
 from itool_ray.data.sample import Message, Sample
 from itool_ray.envs import (
     MAX_CALLS_PER_STEP,
@@ -78,10 +84,6 @@ __all__ = [
     "tool_messages",
     "user_messages",
 ]
-
-TOOL_OUTPUT_HEADER = "[Tool output: the results of your calls above, in order, not a user message]"
-"""Heads the user turn that carries tool results for a template without a ``tool`` role."""
-
 
 ChatResponder = Callable[[list[ChatPrompt]], Sequence[str | None]]
 """One greedy assistant message per prompt, in order; ``None`` where the prompt does not fit
@@ -128,61 +130,21 @@ def chat_messages(
     """The messages to render: the system prompt with the tools (as
     :func:`~itool_ray.data.build_messages`), then the conversation; without ``tool_role``
     each run of tool messages becomes one user message headed :data:`TOOL_OUTPUT_HEADER`."""
-    sample = Sample(id=prompt.entry_id, tools=prompt.tools, messages=prompt.messages, gold="")
-    messages = build_messages(sample, template=template)
-    if tool_role:
-        return messages
-    out: list[Message] = []
-    in_tool_output = False
-    for m in messages:
-        if m["role"] != "tool":
-            out.append(m)
-            in_tool_output = False
-            continue
-        line = f"{m.get('name', 'call')} -> {m['content']}"
-        if in_tool_output:
-            out[-1]["content"] += "\n" + line
-        else:
-            out.append({"role": "user", "content": TOOL_OUTPUT_HEADER + "\n" + line})
-            in_tool_output = True
-    return out
+    messages = build_messages(_sample(prompt), template=template)
+    return messages if tool_role else merge_tool_messages(messages)
 
 
-_PROBE = "ITOOLTOOLPROBE"
-_TOOL_ROLE: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-
-def renders_tool_role(tokenizer: ChatTokenizer) -> bool:
-    """Whether the chat template renders a ``tool`` message (with its content) after an
-    assistant turn; read once per tokenizer."""
-    with contextlib.suppress(KeyError, TypeError):
-        return _TOOL_ROLE[tokenizer]
-    probe = [
-        {"role": "system", "content": "s"},
-        {"role": "user", "content": "u"},
-        {"role": "assistant", "content": "[f()]"},
-        {"role": "tool", "name": "f()", "content": _PROBE},
-    ]
-    try:
-        text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-        ok = isinstance(text, str) and _PROBE in text
-    except Exception:  # templates that raise on an unknown role
-        ok = False
-    with contextlib.suppress(TypeError):  # not weak-referenceable: probe every time
-        _TOOL_ROLE[tokenizer] = ok
-    return ok
+def _sample(prompt: ChatPrompt) -> Sample:
+    return Sample(id=prompt.entry_id, tools=prompt.tools, messages=prompt.messages, gold="")
 
 
 def render_chat_prompt(
     prompt: ChatPrompt, tokenizer: ChatTokenizer, *, template: str = TOOLACE_SYSTEM_PROMPT
 ) -> str:
-    """The generation prompt of ``prompt`` with the tokenizer's chat template (tool results
-    as ``tool`` turns where the template renders them, else as marked user turns)."""
-    messages = chat_messages(prompt, tool_role=renders_tool_role(tokenizer), template=template)
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if not isinstance(text, str):
-        raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}")
-    return text
+    """The generation prompt of ``prompt``: :func:`~itool_ray.data.render_prompt` of its
+    messages and tools, the one rendering the search, SFT and DPO use too (tool results as
+    ``tool`` turns where the template renders them, else as marked user turns)."""
+    return render_prompt(_sample(prompt), tokenizer, template=template)
 
 
 # ---- the decoding loop ---------------------------------------------------------------------
