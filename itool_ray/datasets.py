@@ -1,6 +1,7 @@
 """Named data sets a job config can ask for: ``synth``, ``toolace:<path>``, ``toolace-hub``,
-``seal-tools/<split>``, ``api-bank/<split>``, ``bfcl/<category>``, and ``synth-multi-turn``
-(executable multi-turn tasks, :class:`~itool_ray.envs.MultiTurnEntry` records, not samples).
+``seal-tools/<split>``, ``api-bank/<split>``, ``bfcl/<category>``, and the multi-turn sets
+``bfcl/multi_turn_<part>`` and ``synth-multi-turn`` (executable multi-turn tasks,
+:class:`~itool_ray.envs.MultiTurnEntry` records, not samples: :func:`is_multi_turn_set`).
 
 Kept apart from the pure loaders so configs speak one small language for every source.
 """
@@ -23,7 +24,7 @@ from itool_ray.data import (
     load_toolace_hub,
     synthesize,
 )
-from itool_ray.envs.bfcl_data import MultiTurnEntry
+from itool_ray.envs.bfcl_data import MULTI_TURN_CATEGORIES, MultiTurnEntry, load_multi_turn
 from itool_ray.envs.synth_multi_turn import synthesize_multi_turn
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,16 @@ KNOWN = (
     *(f"seal-tools/{s}" for s in SEAL_SPLITS),
     *(f"api-bank/{s}" for s in API_BANK_SPLITS),
     "bfcl/<category>",
+    *(f"bfcl/{c}" for c in MULTI_TURN_CATEGORIES),
     "synth-multi-turn",
 )
+
+
+def is_multi_turn_set(spec: str) -> bool:
+    """Whether ``spec`` loads multi-turn entries (:class:`MultiTurnEntry`), not samples."""
+    return spec == "synth-multi-turn" or (
+        spec.startswith("bfcl/") and spec.split("/", 1)[1] in MULTI_TURN_CATEGORIES
+    )
 
 
 def load_named(
@@ -61,6 +70,8 @@ def load_named(
         return list(result.samples)
     if spec == "synth-multi-turn":
         return synthesize_multi_turn(limit if limit is not None else 1000, seed=seed)
+    if is_multi_turn_set(spec):  # BFCL v3 multi-turn: a malformed entry always raises
+        return list(load_multi_turn(spec.split("/", 1)[1])[:limit])
     if spec.startswith("toolace:"):
         loaded: LoadResult = load_toolace(spec.split(":", 1)[1], on_error=on_error)
     elif spec == "toolace-hub" or spec.startswith("toolace-hub:"):

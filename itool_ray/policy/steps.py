@@ -278,4 +278,15 @@ class StepEngine:
         prompts = [self.encode(render_prompt(s, self.tokenizer)) for s in samples]
         eot = end_of_turn(self.tokenizer)  # as the SFT rows and the trainer's perplexity end
         responses = [self.encode(s.gold + eot) for s in samples]
-        return self.policy.perplexity(prompts, responses)
+        # a sample longer than the context is not scored (vLLM would fail the batch): inf,
+        # which select_hard counts as hardest
+        context = self.policy.config.max_model_len
+        fits = [i for i, (p, r) in enumerate(zip(prompts, responses, strict=True))
+                if len(p) + len(r) <= context]  # fmt: skip
+        out = [math.inf] * len(samples)
+        if fits:
+            scored = self.policy.perplexity([prompts[i] for i in fits],
+                                            [responses[i] for i in fits])  # fmt: skip
+            for i, h in zip(fits, scored, strict=True):
+                out[i] = h
+        return out

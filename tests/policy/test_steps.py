@@ -107,3 +107,31 @@ def test_an_expansion_prompt_longer_than_the_context_is_not_sent():
     assert out_long[0].terminal and out_long[0].text == "" and out_long[0].token_ids == ()
     assert len(out_short) == 2 and out_short[0].text == "I cannot help."
     assert len(sent) == 1 and len(sent[0]) == n  # the long prompt never reached the engine
+
+
+def test_a_perplexity_sample_longer_than_the_context_is_inf_and_not_sent():
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from itool_ray.data import Sample
+    from itool_ray.models import resolve_model
+    from itool_ray.policy.steps import StepEngine
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model("smollm2")))
+    short = Sample(id="a", tools=(), messages=({"role": "user", "content": "hi"},), gold="ok")
+    long = Sample(id="b", tools=(), messages=({"role": "user", "content": "hi " * 3000},),
+                  gold="ok")  # fmt: skip
+    sent = []
+
+    class Policy:
+        tokenizer = tok
+        config = SimpleNamespace(max_logprobs=20, max_model_len=512)
+
+        def perplexity(self, prompts, responses):
+            sent.extend(prompts)
+            return [2.0] * len(prompts)
+
+    assert StepEngine(Policy()).perplexity([long, short, long]) == [float("inf"), 2.0,
+                                                                     float("inf")]  # fmt: skip
+    assert len(sent) == 1
