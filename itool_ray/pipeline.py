@@ -200,28 +200,73 @@ class ITOolConfig(Section):
 # ---- data ------------------------------------------------------------------------------------
 
 
+MT_REINFORCE = "reinforce-entries.jsonl"
+"""Data stage, multi-turn training set: the reinforcement entries (``reinforce.jsonl`` holds
+their step samples, which perplexity scores)."""
+MT_HARD = "hard-entries.jsonl"
+"""Select stage, multi-turn: the hard entries the search runs on."""
+MT_HELDOUT = "mt-heldout-"
+"""Data stage: prefix of a multi-turn held-out set's entries file."""
+
+
+def _slug(name: str) -> str:
+    return name.replace("/", "__")
+
+
 def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
+    from itool_ray.datasets import is_multi_turn_set
+
     pool = load_named(cfg.data.train, limit=cfg.data.num_samples, seed=cfg.seed,
                       on_error=cfg.data.on_error, synth=cfg.data.synth)  # fmt: skip
     split = split_warmup_reinforce(
         pool, reinforce_fraction=cfg.data.reinforce_fraction, seed=cfg.seed
     )
-    buckets = bucket_by_difficulty(split.warmup)
+    extra: dict[str, Any] = {}
+    if is_multi_turn_set(cfg.data.train):
+        # entries are split whole; warm-up and perplexity see one sample per gold message
+        from itool_ray.envs.steps import step_samples
+        from itool_ray.envs.steps import warmup_buckets as mt_warmup_buckets
+        from itool_ray.envs.synth_multi_turn import write_multi_turn
+
+        buckets = mt_warmup_buckets(split.warmup)
+        write_multi_turn(out / MT_REINFORCE, split.reinforce)
+        reinforce = [s for e in split.reinforce for s in step_samples(e)]
+        extra = {"multi_turn": True, "warmup_entries": len(split.warmup),
+                 "reinforce_steps": len(reinforce)}  # fmt: skip
+    else:
+        buckets = bucket_by_difficulty(split.warmup)
+        reinforce = list(split.reinforce)
     for name, part in buckets:
         write_samples(out / f"warmup-{name}.jsonl", part)
-    write_samples(out / "reinforce.jsonl", split.reinforce)
+    write_samples(out / "reinforce.jsonl", reinforce)
     heldout = {}
     for name, n in cfg.data.heldout.items():
         # a different seed keeps synthesized held-out samples apart from the training pool
-        samples = load_named(name, limit=n, seed=cfg.seed + 1, on_error=cfg.data.on_error,
-                             synth=cfg.data.synth)  # fmt: skip
-        write_samples(out / f"heldout-{name.replace('/', '__')}.jsonl", samples)
-        heldout[name] = len(samples)
+        items = load_named(name, limit=n, seed=cfg.seed + 1, on_error=cfg.data.on_error,
+                           synth=cfg.data.synth)  # fmt: skip
+        if is_multi_turn_set(name):
+            from itool_ray.envs.synth_multi_turn import write_multi_turn
+
+            write_multi_turn(out / f"{MT_HELDOUT}{_slug(name)}.jsonl", items)
+        else:
+            write_samples(out / f"heldout-{_slug(name)}.jsonl", items)
+        heldout[name] = len(items)
     return {
         "train": cfg.data.train,
         "buckets": buckets.sizes,
         "reinforce": len(split.reinforce),
         "heldout": heldout,
+        **extra,
+    }
+
+
+def multi_turn_heldout_sets(data_dir: Path) -> dict[str, list]:
+    """The multi-turn held-out sets of a data stage: name -> entries."""
+    from itool_ray.envs.synth_multi_turn import read_multi_turn
+
+    return {
+        p.name[len(MT_HELDOUT) : -len(".jsonl")].replace("__", "/"): read_multi_turn(p)
+        for p in sorted(data_dir.glob(f"{MT_HELDOUT}*.jsonl"))
     }
 
 
@@ -343,6 +388,13 @@ def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
     respond = pool_responder(pool, max_tokens=rt.cfg.eval.max_tokens)
     respond = rt.monitor.counting(out.name, "records", respond, workers=len(pool.healthy()))
     results = score_sets(heldout_sets(data_dir), respond)
+    if multi_turn := multi_turn_heldout_sets(data_dir):
+        from itool_ray.eval.generate import score_multi_turn_sets
+        from itool_ray.eval.job import pool_chat_responder
+
+        chat = pool_chat_responder(pool, max_tokens=rt.cfg.eval.max_tokens)
+        chat = rt.monitor.counting(out.name, "steps", chat, workers=len(pool.healthy()))
+        results += score_multi_turn_sets(multi_turn, chat)
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
     return {
         "version": policy.version,
@@ -393,10 +445,21 @@ def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dic
     else:
         ppl = ray.get(rt.get_trainer().perplexity.remote(policy.adapter, samples))
     rt.monitor.progress(out.name, len(samples), len(samples), unit="samples")
-    selection = select_hard(samples, ppl, rt.cfg.train.alpha)
+    candidates: list[Any] = samples
+    if (data_dir / MT_REINFORCE).is_file():  # multi-turn: entries ranked by their steps' h
+        from itool_ray.envs.steps import entry_perplexities
+        from itool_ray.envs.synth_multi_turn import read_multi_turn, write_multi_turn
+
+        candidates = read_multi_turn(data_dir / MT_REINFORCE)
+        ppl = entry_perplexities(candidates, {s.id: h for s, h in zip(samples, ppl,
+                                                                      strict=True)})  # fmt: skip
+        selection = select_hard(candidates, ppl, rt.cfg.train.alpha)
+        write_multi_turn(out / MT_HARD, selection.chosen)
+    else:
+        selection = select_hard(samples, ppl, rt.cfg.train.alpha)
+        write_samples(out / "hard.jsonl", selection.chosen)
     (out / "selection.json").write_text(json.dumps(selection.to_dict(), indent=1))
-    write_samples(out / "hard.jsonl", selection.chosen)
-    return {"candidates": len(samples), "kept": len(selection.chosen),
+    return {"candidates": len(candidates), "kept": len(selection.chosen),
             "threshold": selection.threshold, "version": policy.version,
             "perplexity_on": on}  # fmt: skip
 
@@ -405,12 +468,21 @@ def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dic
     from itool_ray.rollout import run_rollout
 
     pool = rt.serve(policy)
-    samples = read_samples(select_dir / "hard.jsonl")
+    env = None
+    if (select_dir / MT_HARD).is_file():  # multi-turn: the conversation is the environment
+        from itool_ray.envs.registry import make_environment
+        from itool_ray.envs.synth_multi_turn import read_multi_turn
+
+        samples: list[Any] = read_multi_turn(select_dir / MT_HARD)
+        env = make_environment("bfcl-multi-turn")
+    else:
+        samples = read_samples(select_dir / "hard.jsonl")
     stage = out.name
     result = run_rollout(samples, rt.cfg.mcts.build(), out, pool=pool,
                          settings=rt.cfg.manager.build(), manager_cpus=rt.cfg.manager.num_cpus,
                          autoscale=rt.cfg.replicas.autoscale(), log_dir=rt.monitor.logs_dir,
-                         on_progress=lambda r: rt.monitor.mcts_record(stage, r))  # fmt: skip
+                         on_progress=lambda r: rt.monitor.mcts_record(stage, r),
+                         env=env)  # fmt: skip
     summary = result.summary
     keep = ("trees_finished", "pairs", "expansions", "failures", "prefix_cache_hit_rate")
     out = {k: summary[k] for k in keep if k in summary} | {"version": policy.version}

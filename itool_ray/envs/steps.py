@@ -11,6 +11,9 @@ other data; the search runs it as an environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from itool_ray.data.difficulty import DifficultyBuckets, third_sizes
 from itool_ray.data.sample import Sample
 from itool_ray.envs.bfcl_data import MultiTurnEntry
 from itool_ray.envs.bfcl_score import NO_CALL_TEXT, oracle_outputs
@@ -46,3 +49,35 @@ def step_samples(entry: MultiTurnEntry, env: MultiTurnEnv | None = None) -> list
             )
         )
     return out
+
+
+def entry_difficulty(entry: MultiTurnEntry) -> tuple[int, int, int]:
+    """Sort key, easiest first: gold calls over all turns, turns, functions offered."""
+    return (sum(len(t) for t in entry.gold), entry.num_turns, len(entry.functions))
+
+
+def warmup_buckets(entries: Sequence[MultiTurnEntry], env: MultiTurnEnv | None = None
+                   ) -> DifficultyBuckets:  # fmt: skip
+    """Easy-to-hard warm-up data of multi-turn entries: the entries cut into thirds by
+    :func:`entry_difficulty` (ties by id), each bucket the :func:`step_samples` of its entries
+    in that order, an entry's steps kept together (its later steps need its earlier ones)."""
+    env = env or MultiTurnEnv()
+    ordered = sorted(entries, key=lambda e: (entry_difficulty(e), e.id))
+    a, b, _ = third_sizes(len(ordered))
+    parts = (ordered[:a], ordered[a : a + b], ordered[a + b :])
+    steps = [tuple(s for e in part for s in step_samples(e, env)) for part in parts]
+    return DifficultyBuckets(*steps, rule="multi_turn_gold_calls")
+
+
+def entry_perplexities(entries: Sequence[MultiTurnEntry], step_ppl: Mapping[str, float]
+                       ) -> dict[str, float]:  # fmt: skip
+    """An entry's perplexity from its step samples' (ids ``<entry>#<i>``): their geometric
+    mean, over the steps that were scored (finite); ``inf`` when none was."""
+    import math
+
+    logs: dict[str, list[float]] = {e.id: [] for e in entries}
+    for sid, h in step_ppl.items():
+        eid = sid.rsplit("#", 1)[0]
+        if eid in logs and math.isfinite(h) and h > 0:
+            logs[eid].append(math.log(h))
+    return {eid: math.exp(sum(v) / len(v)) if v else math.inf for eid, v in logs.items()}

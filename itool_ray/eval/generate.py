@@ -8,6 +8,7 @@ a ``ReplicaPool`` in parallel (:func:`evaluate_on_pool`). Both score with the sa
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from itool_ray.data import Sample, render_prompt
 from itool_ray.eval.scoring import (
@@ -40,6 +41,29 @@ def score_sets(sets: Mapping[str, Sequence[Sample]], respond: Responder) -> list
         else:
             scored[name].append(score_one(name, s, text))
     return [summarize(name, scored[name], skipped[name]) for name in sets]
+
+
+def score_multi_turn_sets(sets: Mapping[str, Sequence[Any]], respond: Any) -> list[EvalSummary]:
+    """Decode every multi-turn entry of every set (``MultiTurnEntry``) in one lockstep loop
+    (:func:`~itool_ray.eval.multi_turn.run_multi_turn`, ``respond`` a ``ChatResponder``) and
+    judge each with BFCL's multi-turn checker (``judge_multi_turn``). A record's
+    ``gold_calls`` is the entry's gold calls over all its turns; a prompt that does not fit
+    the context makes its entry wrong, never skipped."""
+    from itool_ray.eval.benchmarks import judge_multi_turn
+    from itool_ray.eval.multi_turn import run_multi_turn
+
+    entries = [e for items in sets.values() for e in items]
+    runs = {r.entry_id: r for r in run_multi_turn(entries, respond)} if entries else {}
+    out = []
+    for name, items in sets.items():
+        scored = []
+        for e in items:
+            v = judge_multi_turn(e, runs[e.id])
+            calls = sum(len(turn) for turn in e.gold)
+            scored.append(Scored(e.id, v.response or "", v.correct, v.partial, v.parse_error,
+                                 calls))  # fmt: skip
+        out.append(summarize(name, scored))
+    return out
 
 
 def score_one(set_name: str, sample: Sample, response: str) -> Scored:
