@@ -99,17 +99,23 @@ def oracle_responders(
     return respond, oracle_chat_responder(entries)
 
 
+def _entry_of(prompt) -> str:
+    return prompt.entry_id
+
+
 def pool_chat_responder(pool, *, max_tokens: int = 192, retries: int = 3,
                         restart_wait_s: float = 600.0) -> ChatResponder:  # fmt: skip
     """Greedy assistant messages from a ``ReplicaPool``: the prompts split over its healthy
     replicas (``PolicyReplica.respond_messages``), all decoding in parallel; a failed
-    replica's share is decoded again (as ``pool_responder``)."""
+    replica's share is decoded again (as ``pool_responder``). Every step of one entry goes
+    to the same replica (``scatter``'s ``key``): its conversation, which only grows, is
+    prefilled once there and then read from the prefix cache."""
 
     def respond(prompts: list) -> list[str | None]:
         from itool_ray.rollout.scatter import scatter
 
         return scatter(pool, "respond_messages", prompts, max_tokens, retries=retries,
-                       restart_wait_s=restart_wait_s)  # fmt: skip
+                       restart_wait_s=restart_wait_s, key=_entry_of)  # fmt: skip
 
     return respond
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
 def scatter(pool, method: str, items: Sequence[Any], *args: Any, retries: int = 3,
-            restart_wait_s: float = 600.0) -> list[Any]:  # fmt: skip
+            restart_wait_s: float = 600.0,
+            key: Callable[[Any], str] | None = None) -> list[Any]:  # fmt: skip
     """``PolicyReplica.<method>(share, *args)`` over the pool's healthy replicas, every item
     once, results in the order of ``items`` (the method returns one result per item).
+
+    ``key``: items with the same key go to the same replica (a stable hash of the key over
+    the live replicas), so a conversation decoded step by step keeps meeting the replica
+    whose prefix cache holds it; without one, items are dealt round-robin.
 
     A replica whose call fails (its engine died, its process was killed) is marked down and
     its share goes again to the live replicas, or to the restarted one (Ray restarts the
@@ -33,7 +39,12 @@ def scatter(pool, method: str, items: Sequence[Any], *args: Any, retries: int = 
                 raise RuntimeError(f"scatter({method}): no healthy replica")
             asyncio.run(pool.revive(timeout=5.0))
             live = pool.healthy() or (time.sleep(2.0) or [])
-        shares = [todo[k :: len(live)] for k in range(len(live))]
+        if key is None:
+            shares = [todo[k :: len(live)] for k in range(len(live))]
+        else:
+            shares = [[] for _ in live]
+            for j in todo:
+                shares[zlib.crc32(key(items[j]).encode()) % len(live)].append(j)
         calls = [
             (i, share, pool.call(i, method, [items[j] for j in share], *args))
             for i, share in zip(live, shares, strict=True)

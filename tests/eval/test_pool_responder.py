@@ -59,3 +59,30 @@ def test_gives_up_after_the_retries(ray_local):
     pool = ReplicaPool([("bad", actor.remote("bad", fail_first=100))])
     with pytest.raises(Exception, match="engine core died"):
         pool_responder(pool, retries=1, restart_wait_s=3)(_samples(2))
+
+
+class FakeChat(FakeResponder):
+    def respond_messages(self, prompts, max_tokens):
+        return [f"{self.name}:{p.entry_id}:{p.step}" for p in prompts]
+
+
+def test_every_step_of_a_conversation_goes_to_the_same_replica(ray_local):
+    """Multi-turn decoding: an entry's prompts meet one replica at every step (its prefix
+    cache holds the conversation), and the entries are spread over the replicas."""
+    from itool_ray.eval.job import pool_chat_responder
+    from itool_ray.eval.multi_turn import ChatPrompt
+    from itool_ray.rollout import ReplicaPool
+
+    actor = ray_local.remote(num_cpus=0)(FakeChat)
+    pool = ReplicaPool([(n, actor.remote(n)) for n in ("a", "b", "c")])
+    respond = pool_chat_responder(pool)
+    owner: dict[str, set[str]] = {}
+    for step in range(3):
+        ids = [f"e{i}" for i in range(12) if i % 3 or step < 2]  # some entries finish early
+        prompts = [ChatPrompt(entry_id=i, messages=(), tools=(), turn=0, step=step) for i in ids]
+        texts = respond(prompts)
+        assert [t.split(":", 1)[1] for t in texts] == [f"{i}:{step}" for i in ids]  # in order
+        for i, t in zip(ids, texts, strict=True):
+            owner.setdefault(i, set()).add(t.split(":")[0])
+    assert all(len(replicas) == 1 for replicas in owner.values())
+    assert len({r for rs in owner.values() for r in rs}) >= 2
