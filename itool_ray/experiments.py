@@ -25,9 +25,9 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from itool_ray.config import Section, load_config
 
@@ -52,6 +52,43 @@ DEFAULT_ITOOL: tuple[str, ...] = (
 )
 """The embedded default of ``jobs/experiments.py`` on this machine (2 CPU cores)."""
 
+MULTI_TURN_ITOOL: tuple[str, ...] = (
+    # executable multi-turn tasks synthesized over BFCL's classes (disjoint from BFCL's
+    # entries); every gold message of a warm-up task is one SFT sample (about 6 per task)
+    "data.train=synth-multi-turn",
+    "data.num_samples=40",
+    "data.reinforce_fraction=0.3",
+    # BFCL's multi_turn_base (official checker) and synthesized tasks (in distribution)
+    "data.heldout={bfcl/multi_turn_base: 40, synth-multi-turn: 40}",
+    # prompts are 3.5-7.6k SmolLM2 tokens (the classes' function docs)
+    "engine.max_model_len=8192",
+    "engine.cpu_kvcache_gb=3",
+    "eval.max_tokens=96",
+    "train.alpha=0.7",
+    "mcts.k=3",
+    "mcts.simulations=4",
+    "mcts.max_inflight=2",
+    "mcts.max_step_tokens=96",
+    "mcts.max_depth=8",
+    "train.sft.max_length=8192",
+    "train.sft.gradient_checkpointing=true",
+    "train.dpo.max_length=8192",
+    "train.dpo.gradient_checkpointing=true",
+)
+"""``preset=multi-turn``: base, easy-to-hard SFT and one iTool iteration on multi-turn tasks."""
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "single-turn": {"itool": DEFAULT_ITOOL},
+    "multi-turn": {
+        "itool": MULTI_TURN_ITOOL,
+        "iterations": 1,
+        "mixed_sft": False,
+        "losses": [],
+        "one_step_search": False,
+    },
+}
+"""``ExperimentsConfig.preset`` -> the defaults it gives the fields not set explicitly."""
+
 
 class ExperimentsConfig(Section):
     """``jobs/experiments.py``; ``itool`` holds ``KEY.PATH=VALUE`` overrides of the iTool job
@@ -73,6 +110,19 @@ class ExperimentsConfig(Section):
         "2-core machine, see DEFAULT_ITOOL)",
     )
     summarize_only: bool = Field(False, description="only rebuild the table from finished runs")
+    preset: Literal["single-turn", "multi-turn"] = Field(
+        "single-turn",
+        description="defaults for the fields not set: single-turn (the paper's table) or "
+        "multi-turn (base, SFT and one iteration on synthesized multi-turn tasks, scored on "
+        "BFCL multi_turn_base; see MULTI_TURN_ITOOL)",
+    )
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> ExperimentsConfig:
+        for name, value in PRESETS[self.preset].items():
+            if name not in self.model_fields_set:
+                object.__setattr__(self, name, list(value) if isinstance(value, tuple) else value)
+        return self
 
 
 def itool_config(cfg: ExperimentsConfig, run_dir: Path, *extra: str):

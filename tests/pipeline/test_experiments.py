@@ -60,6 +60,24 @@ def test_shared_itool_overrides_are_validated(tmp_path):
         itool_config(bad, tmp_path / "r")
 
 
+def test_multi_turn_preset_gives_defaults_an_explicit_setting_overrides(tmp_path):
+    from itool_ray.experiments import DEFAULT_ITOOL, MULTI_TURN_ITOOL, row_stages
+
+    cfg = load_config(ExperimentsConfig, None, ["preset=multi-turn", f"run_dir={tmp_path}"])
+    assert (cfg.iterations, cfg.mixed_sft, cfg.losses, cfg.one_step_search) == (1, False, [], False)
+    assert cfg.itool == list(MULTI_TURN_ITOOL)
+    assert list(row_stages(cfg)) == ["base", "easy-to-hard SFT", "iTool iter 1 (DPO)"]
+    itool = itool_config(cfg, tmp_path / "itool")
+    assert itool.data.train == "synth-multi-turn" and itool.engine.max_model_len == 8192
+    assert "bfcl/multi_turn_base" in itool.data.heldout
+    assert itool.train.sft.build().gradient_checkpointing
+    mine = load_config(ExperimentsConfig, None, ["preset=multi-turn", "iterations=2",
+                                                 'itool=["mcts.k=2"]'])  # fmt: skip
+    assert (mine.iterations, mine.itool) == (2, ["mcts.k=2"])
+    plain = load_config(ExperimentsConfig, None, [])
+    assert plain.itool == list(DEFAULT_ITOOL) and plain.iterations == 3 and plain.mixed_sft
+
+
 def test_table_from_partial_runs(tmp_path):
     root = tmp_path / "exp"
 
