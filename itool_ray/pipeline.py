@@ -356,6 +356,9 @@ class Runtime:
                 version=0 if full else policy.version, adapter=payload,
             )  # fmt: skip
             run_sync(self.pool.wait_ready())
+        elif len(self.pool.healthy()) < len(self.pool.replicas):
+            # a replica the last stage lost (restarted by Ray meanwhile) serves this one
+            run_sync(self.pool.revive(timeout=10.0))
         if self.pool.version != policy.version:
             if full:
                 refs = ray.get(self.get_trainer().publish_weights.remote(policy.adapter))

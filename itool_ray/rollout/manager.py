@@ -24,6 +24,7 @@ their step-level pairs to ``out_dir/pairs.jsonl``; unfinished trees are checkpoi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -248,9 +249,11 @@ class TreeManager:
 
     async def run(self) -> dict[str, Any]:
         """Search every sample to its budget; returns the final progress record."""
-        # no relaunch here: an actor this manager launched would die with it (Ray ties an
-        # actor to its owner), a dead replica is the driver's to replace
-        await self.pool.wait_ready(relaunches=0)
+        # one replica ready is enough to start: one that is restarting (killed, hung) is
+        # marked down and revived by the loop below instead of holding up the others. No
+        # relaunch here: an actor this manager launched would die with it (Ray ties an actor
+        # to its owner), a dead replica is the driver's to replace
+        await self.pool.wait_any_ready()
         metrics.set_gauge("policy_version", self.version)
         for tid in self.samples:
             if tid not in self.finished and tid not in self.trees:
@@ -258,12 +261,15 @@ class TreeManager:
         await self._root_rewards([t for t in self.trees if t not in self._prompt_roots])
         inflight: dict[asyncio.Task, tuple[int, list]] = {}
         last_revive = time.monotonic()
+        reviving: asyncio.Task | None = None  # in the background: the search goes on
         while self.trees or inflight:
             now = time.monotonic()
-            if now - last_revive > self.settings.revive_every_s and len(self.pool.healthy()) < len(
-                self.pool.replicas
+            if (
+                now - last_revive > self.settings.revive_every_s
+                and len(self.pool.healthy()) < len(self.pool.replicas)
+                and (reviving is None or reviving.done())
             ):
-                await self.pool.revive()
+                reviving = asyncio.ensure_future(self.pool.revive())
                 last_revive = now
             self._fill()
             self._autoscale()
@@ -275,7 +281,8 @@ class TreeManager:
                     break
                 if not self.pool.healthy():
                     await asyncio.sleep(0.5)  # every replica down: wait for a restart
-                    last_revive = 0.0
+                    if reviving is None or reviving.done():
+                        last_revive = 0.0
                     continue
                 if not any(self._queue.values()):
                     await asyncio.sleep(0)
@@ -283,6 +290,8 @@ class TreeManager:
             if inflight:
                 # a replica that finishes starting also ends the wait: it gets work at once
                 waits = [*inflight, *self._starts]
+                if reviving is not None and not reviving.done():
+                    waits.append(reviving)  # a replica back gets work at once
                 done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task in inflight:
@@ -291,6 +300,9 @@ class TreeManager:
             every = self.settings.checkpoint_every_s
             if every and time.monotonic() - self._last_ckpt > every:
                 self.checkpoint()
+        if reviving is not None and not reviving.done():
+            with contextlib.suppress(Exception):  # a replica coming back is handed back healthy
+                await reviving
         self.checkpoint()
         self._shrink_all()
         self._publish()

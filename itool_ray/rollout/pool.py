@@ -223,30 +223,71 @@ class ReplicaPool:
         a fresh node) is launched again from ``spec``, up to ``relaunches`` times, before the
         error is raised.
         """
-
-        async def ready(i: int) -> None:
-            attempt = 0
-            while True:
-                try:
-                    return await self.sync(i)
-                except Exception as e:
-                    if _restarting(e):
-                        await asyncio.sleep(1.0)
-                        continue
-                    if self.spec is None or attempt == relaunches or not _actor_died(e):
-                        raise
-                    attempt += 1
-                    st = self.replicas[i]
-                    log.warning("replica %s died while starting (%s); launching it again",
-                                st.name, str(e).splitlines()[-1][:300])  # fmt: skip
-                    try:
-                        st.handle = self.spec.launch(st.name)
-                    except ValueError as taken:  # ActorAlreadyExistsError: Ray restarts it
-                        log.warning("replica %s: %s; waiting for Ray's restart", st.name, taken)
-                        await asyncio.sleep(2.0)
-
         live = [i for i, r in enumerate(self.replicas) if not r.retired]
-        await asyncio.wait_for(asyncio.gather(*(ready(i) for i in live)), timeout)
+        await asyncio.wait_for(asyncio.gather(*(self._ready(i, relaunches) for i in live)), timeout)
+
+    async def wait_any_ready(self, timeout: float = 600.0, grace_s: float = 5.0) -> list[int]:
+        """Wait until one replica answers at the current version, then ``grace_s`` more for
+        the others; those still restarting (or failing) then are marked down, for
+        :meth:`revive` to bring back while the work goes on. Returns the ready replicas.
+        Raises the first error (or ``TimeoutError``) when none gets ready in ``timeout``."""
+        live = [i for i, r in enumerate(self.replicas) if not r.retired]
+        tasks = {asyncio.ensure_future(self._ready(i, 0)): i for i in live}
+        ready: list[int] = []
+        errors: list[BaseException] = []
+        try:
+            deadline = time.monotonic() + timeout
+            pending = set(tasks)
+            while pending and not ready:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                done, pending = await asyncio.wait(
+                    pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                self._sort_out(done, tasks, ready, errors)
+            if ready and pending:
+                done, pending = await asyncio.wait(pending, timeout=grace_s)
+                self._sort_out(done, tasks, ready, errors)
+        finally:
+            for t, i in tasks.items():
+                if not t.done():
+                    t.cancel()
+                if i not in ready:
+                    self.mark_down(i, "not ready when the work began")
+        if not ready:
+            raise errors[0] if errors else TimeoutError(f"no replica ready in {timeout:g} s")
+        return sorted(ready)
+
+    @staticmethod
+    def _sort_out(done, tasks, ready: list[int], errors: list[BaseException]) -> None:
+        for t in done:
+            if t.exception() is not None:
+                errors.append(t.exception())
+            else:
+                ready.append(tasks[t])
+
+    async def _ready(self, i: int, relaunches: int) -> None:
+        """Replica ``i`` answering at the current version (see :meth:`wait_ready`)."""
+        attempt = 0
+        while True:
+            try:
+                return await self.sync(i)
+            except Exception as e:
+                if _restarting(e):
+                    await asyncio.sleep(1.0)
+                    continue
+                if self.spec is None or attempt == relaunches or not _actor_died(e):
+                    raise
+                attempt += 1
+                st = self.replicas[i]
+                log.warning("replica %s died while starting (%s); launching it again",
+                            st.name, str(e).splitlines()[-1][:300])  # fmt: skip
+                try:
+                    st.handle = self.spec.launch(st.name)
+                except ValueError as taken:  # ActorAlreadyExistsError: Ray restarts it
+                    log.warning("replica %s: %s; waiting for Ray's restart", st.name, taken)
+                    await asyncio.sleep(2.0)
 
     # ---- versions ----------------------------------------------------------------------
     async def sync(self, i: int) -> None:

@@ -128,3 +128,59 @@ def test_a_hung_replica_is_timed_out_and_its_trees_finish(tmp_path):
     assert progress["trees_finished"] == 8 and not manager.trees
     lines = [json.loads(x) for x in (tmp_path / "finished.jsonl").read_text().splitlines()]
     assert len(lines) == 8
+
+
+class _RestartingFor:
+    """A fake replica that Ray is restarting for ``seconds``: every call raises
+    ``ActorUnavailableError`` until then, as a killed actor's handle does."""
+
+    def __init__(self, inner, seconds: float):
+        import time
+
+        self._inner, self._until = inner, time.monotonic() + seconds
+        self.expanded, self.first_expand = 0, None
+        for name in ("info", "evaluate", "load_policy", "expand"):
+            setattr(self, name, _Gate(self, getattr(inner, name)))
+
+    def up(self) -> bool:
+        import time
+
+        return time.monotonic() >= self._until
+
+
+class _Gate:
+    def __init__(self, owner, method):
+        self.owner, self.method = owner, method
+
+    def remote(self, *args):
+        import ray
+
+        if not self.owner.up():
+            fut = asyncio.get_event_loop().create_future()
+            fut.set_exception(ray.exceptions.ActorUnavailableError("restarting", b""))
+            return fut
+        if self.method is self.owner._inner.expand:
+            import time
+
+            self.owner.expanded += 1
+            self.owner.first_expand = self.owner.first_expand or time.monotonic()
+        return self.method.remote(*args)
+
+
+def test_a_replica_restarting_at_the_start_does_not_hold_up_the_search(tmp_path):
+    """The manager starts once one replica is ready; the restarting one is marked down, then
+    revived in the background and given work, and every tree finishes."""
+    import time
+
+    samples = make_fake_samples(24, seed=4)
+    (_, a), (_, b) = _fakes(2, latency=0.1)
+    a, late = _RestartingFor(a, seconds=0.0), _RestartingFor(b, seconds=1.0)
+    settings = ManagerSettings(max_batch=4, checkpoint_every_s=0, revive_every_s=0.2)
+    start = time.monotonic()
+    progress, manager = _run(samples, tmp_path, [a, late], settings)
+    assert progress["trees_finished"] == 24 and not manager.trees
+    assert a.first_expand < late._until  # the search began while the other was restarting
+    assert late.expanded > 0  # back in the pool before the end, and given work
+    assert manager.pool.replicas[1].failures == 1  # marked down once, at the start
+    assert manager.pool.healthy() == [0, 1]
+    assert time.monotonic() - start > 1.0  # the search was still going when it came back
