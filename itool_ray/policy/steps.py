@@ -117,7 +117,11 @@ class StepEngine:
 
     def prompt_ids(self, tree_id: str, messages, tools) -> list[int]:
         """Token ids of the chat prompt of a tree's sample (cached per tree)."""
-        key = (tree_id, tuple((m["role"], m["content"]) for m in messages))
+        key = (
+            tree_id,
+            tuple(tuple(sorted(m.items())) for m in messages),  # a tool message's name too
+            tuple(t.get("name", "") for t in tools),  # functions revealed at a later turn
+        )
         ids = self._prompt_cache.get(key)
         if ids is None:
             sample = Sample(id=tree_id, tools=tuple(tools), messages=tuple(messages), gold="")
