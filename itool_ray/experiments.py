@@ -56,10 +56,11 @@ MULTI_TURN_ITOOL: tuple[str, ...] = (
     # executable multi-turn tasks synthesized over BFCL's classes (disjoint from BFCL's
     # entries); every gold message of a warm-up task is one SFT sample (about 6 per task)
     "data.train=synth-multi-turn",
-    "data.num_samples=40",
+    # (24 tasks: about 100 warm-up samples of 3.5-7.6k tokens, hours of CPU training here)
+    "data.num_samples=24",
     "data.reinforce_fraction=0.3",
     # BFCL's multi_turn_base (official checker) and synthesized tasks (in distribution)
-    "data.heldout={bfcl/multi_turn_base: 40, synth-multi-turn: 40}",
+    "data.heldout={bfcl/multi_turn_base: 30, synth-multi-turn: 30}",
     # prompts are 3.5-7.6k SmolLM2 tokens (the classes' function docs)
     "engine.max_model_len=8192",
     "engine.cpu_kvcache_gb=3",
