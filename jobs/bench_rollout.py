@@ -37,7 +37,10 @@ of every prompt the mode sent (the nodes of their token trie, recorded by the en
 ``EngineConfig.record_prompts``; ``itool_ray/rollout/prefill.py``): 1.0 means every shared
 prefix was prefilled once. vLLM reports one cached count per request, so a request of n = k
 candidates without a prefix cache counts its prompt once although each candidate prefills it:
-the baselines' ratios are lower bounds.
+the baselines' ratios are lower bounds. ``tail_tokens``: the tokens past each prompt's last
+whole KV block, which the cache cannot hold and every prompt computes again;
+``(prefill - tails) / unique`` is what is left of the ratio without them (the part the
+schedule, not the block size, is responsible for).
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ import typer
 
 from itool_ray.mcts import MCTSConfig
 from itool_ray.mcts.search import ExpandRequest, request_seed
+from itool_ray.policy.vllm_engine import CPU_BLOCK_SIZE
 from itool_ray.rollout import ManagerSettings, ReplicaPool, RolloutResult, TreeManager
-from itool_ray.rollout.prefill import prefill_ratio, unique_prefix_tokens
+from itool_ray.rollout.prefill import prefill_ratio, tail_tokens, unique_prefix_tokens
 
 log = logging.getLogger("bench_rollout")
 
@@ -106,6 +110,8 @@ class ModeResult:
     prefill_tokens: int  # prompt tokens computed: not served from the prefix cache
     unique_prefix_tokens: int  # nodes of the token trie of every prompt sent (the limit)
     prefill_ratio: float | None  # prefill_tokens / unique_prefix_tokens (1.0 = the limit)
+    prompts: int  # prompts the engines ran (expansions, continuations, self-evaluations)
+    tail_tokens: int  # tokens past each prompt's last whole KV block: always computed
     schedule: dict[str, Any]
 
 
@@ -187,7 +193,7 @@ async def warm_up(pool: ReplicaPool, sample, cfg: MCTSConfig) -> None:
 
 
 async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
-                   seconds: float) -> ModeResult:  # fmt: skip
+                   seconds: float, block: int = CPU_BLOCK_SIZE) -> ModeResult:  # fmt: skip
     handles = [(st.name, st.handle) for st in pool.replicas]
     before = await wait_idle(pool)
     await take_prompts(pool)  # the warm-up's and earlier modes' prompts are not this mode's
@@ -195,7 +201,8 @@ async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
         samples, replace(cfg, max_inflight=sched.max_inflight), handles, sched, seconds
     )
     after = await wait_idle(pool)
-    unique = unique_prefix_tokens(await take_prompts(pool))
+    sent = await take_prompts(pool)
+    unique = unique_prefix_tokens(sent)
     moved = delta(after, before)
     summary = RolloutResult([], {}, moved).summary
     prompt = sum(d["prompt_tokens"] for d in moved)
@@ -210,7 +217,8 @@ async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
         prefix_cache_hit_rate=summary["prefix_cache_hit_rate"],
         generated_tokens=summary["generated_tokens"],
         prompt_tokens=prompt, prefill_tokens=computed, unique_prefix_tokens=unique,
-        prefill_ratio=prefill_ratio(prompt, prompt - computed, unique),
+        prefill_ratio=prefill_ratio(prompt, prompt - computed, unique), prompts=len(sent),
+        tail_tokens=tail_tokens(sent, block),
         schedule=asdict(sched),
     )  # fmt: skip
 
@@ -235,7 +243,8 @@ async def run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas, env, 
             await warm_up(pool, warm, cfg)
             for m in group:
                 log.info("mode %s: %g s window", m, seconds)
-                results[m] = await run_mode(pool, samples, cfg, scheds[m], seconds)
+                results[m] = await run_mode(pool, samples, cfg, scheds[m], seconds,
+                                            block_size or CPU_BLOCK_SIZE)  # fmt: skip
                 log.info("mode %s: %s", m, results[m])
         finally:
             pool.shutdown()
@@ -316,6 +325,9 @@ def report(results: dict[str, ModeResult], model: str, trees: int, sims: int, k:
             ratios[r.mode] = ratio
         busy = ", ".join(f"{b:.0%}" for b in r.replica_busy_fraction)
         pr = "n/a" if r.prefill_ratio is None else f"{r.prefill_ratio:.2f}"
+        if r.prefill_ratio is not None and r.unique_prefix_tokens:
+            rest = (r.prefill_tokens - r.tail_tokens) / r.unique_prefix_tokens
+            pr += f"; {rest:.2f} without the {r.tail_tokens:,} block-tail tokens"
         print(f"{r.mode} | {r.trees_finished} | {r.expansions} ({r.completions}) | "
               f"{r.seconds:.1f} | {r.per_s:.3f} | {shown} | {r.per_window_s:.3f} | {busy} | "
               f"{r.prefix_cache_hit_rate:.1%} | {pr} ({r.prefill_tokens:,} / "

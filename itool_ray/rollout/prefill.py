@@ -41,25 +41,11 @@ def prefill_ratio(prompt_tokens: int, cached_prompt_tokens: int, unique: int) ->
     return (prompt_tokens - cached_prompt_tokens) / unique
 
 
-def block_limit_tokens(prompts: Iterable[Sequence[int]], block: int) -> int:
-    """Prompt tokens a prefix cache of whole ``block``-token KV blocks computes at best, the
-    prompts run in the order given and nothing ever evicted: each prompt reuses its longest
-    prefix of whole blocks seen before and computes the rest (at least its last token, whose
-    logits are needed). The tail past a prompt's last whole block is computed by every prompt
-    that has it, which is why a real cache's ratio to :func:`unique_prefix_tokens` sits above
-    1.0 (generated tokens' blocks, which the engine caches too, are not counted here)."""
+def tail_tokens(prompts: Iterable[Sequence[int]], block: int) -> int:
+    """Tokens past the last whole ``block``-token KV block of each prompt, summed: a prefix
+    cache holds whole blocks only, so every prompt computes its tail again, however much of
+    it an earlier prompt had. ``(computed - tails) / unique`` is the ratio the cache would
+    reach with blocks of one token (a lower bound: some tail tokens are new anyway)."""
     if block < 1:
         raise ValueError(f"block must be >= 1, not {block}")
-    seen: set[tuple[int, ...]] = set()
-    total = 0
-    for prompt in prompts:
-        p = tuple(prompt)
-        full = len(p) // block
-        hit = 0
-        while hit < full and p[: (hit + 1) * block] in seen:
-            hit += 1
-        cached = min(hit * block, max(len(p) - 1, 0))
-        total += len(p) - cached
-        for b in range(hit, full):
-            seen.add(p[: (b + 1) * block])
-    return total
+    return sum(len(p) % block for p in prompts)

@@ -27,15 +27,8 @@ def test_prefill_ratio():
     assert prefill_ratio(0, 0, 0) is None
 
 
-def test_block_limit_counts_whole_blocks_only():
-    from itool_ray.rollout.prefill import block_limit_tokens
+def test_tail_tokens_are_the_parts_past_the_last_whole_block():
+    from itool_ray.rollout.prefill import tail_tokens
 
-    a = tuple(range(10))  # blocks of 4: [0-3], [4-7], tail 8-9
-    b = a[:8] + (50, 51, 52)  # shares two whole blocks with a, its own tail
-    c = a[:6] + (60,)  # shares one whole block, then diverges inside the second
-    assert block_limit_tokens([a], 4) == 10
-    assert block_limit_tokens([a, b], 4) == 10 + 3
-    assert block_limit_tokens([a, b, c], 4) == 10 + 3 + 3
-    assert block_limit_tokens([a, a], 4) == 10 + 2  # the tail again, never a whole block
-    assert block_limit_tokens([a[:8], a[:8]], 4) == 8 + 1  # the last token is always computed
-    assert block_limit_tokens([a, b, c], 1) == unique_prefix_tokens([a, b, c]) + 0
+    assert tail_tokens([tuple(range(10)), tuple(range(8)), tuple(range(3))], 4) == 2 + 0 + 3
+    assert tail_tokens([tuple(range(10))], 1) == 0
