@@ -1,4 +1,5 @@
-"""The iTool loop on multi-turn tasks end to end (slow): SmolLM2 on real vLLM replicas, warm-up
+"""The iTool loop on multi-turn tasks end to end (``-m long``, by hand: about an hour on 2 CPU
+cores, prompts of 3.5-7.6k tokens; neither the default run nor CI's ``-m slow``): SmolLM2 on real vLLM replicas, warm-up
 SFT on the gold messages of synthesized multi-turn tasks, hard entries by perplexity, MCTS in
 the multi-turn environment (calls executed, tool results in the prompt), DPO on its pairs,
 evaluation on BFCL's multi_turn_base with its official checker."""
@@ -14,7 +15,7 @@ from itool_ray.pipeline import MT_HARD, ITOolConfig, run_itool
 from itool_ray.rollout import read_pairs
 from tests.rollout.conftest import replica_env
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = [pytest.mark.vllm, pytest.mark.long]
 
 
 def test_multi_turn_iteration_trains_on_pairs_whose_prompt_holds_the_conversation(
