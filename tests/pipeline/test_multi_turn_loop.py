@@ -1,4 +1,4 @@
-"""The iTool loop on multi-turn tasks end to end (``-m long``, by hand: about an hour on 2 CPU
+"""The iTool loop on multi-turn tasks end to end (``-m long``, by hand: tens of minutes on 2 CPU
 cores, prompts of 3.5-7.6k tokens; neither the default run nor CI's ``-m slow``): SmolLM2 on real vLLM replicas, warm-up
 SFT on the gold messages of synthesized multi-turn tasks, hard entries by perplexity, MCTS in
 the multi-turn environment (calls executed, tool results in the prompt), DPO on its pairs,
@@ -29,11 +29,11 @@ def test_multi_turn_iteration_trains_on_pairs_whose_prompt_holds_the_conversatio
     run_dir = tmp_path / "run"
     cfg = load_config(ITOolConfig, None, [
         f"run_dir={run_dir}", "model=smollm2",
-        "data.train=synth-multi-turn", "data.num_samples=8", "data.reinforce_fraction=0.25",
+        "data.train=synth-multi-turn", "data.num_samples=4", "data.reinforce_fraction=0.25",
         "data.heldout={bfcl/multi_turn_base: 2}",
         "replicas.count=1", f"replicas.env={json.dumps(replica_env())}",
         "engine.max_model_len=8192", "engine.cpu_kvcache_gb=2",
-        "mcts={k: 2, simulations: 3, max_inflight: 1, max_step_tokens: 48, max_depth: 4}",
+        "mcts={k: 2, simulations: 1, max_inflight: 1, max_step_tokens: 48, max_depth: 2}",
         "train.iterations=1", "train.alpha=1.0", "train.heldout_pairs=0",
         "train.sft={max_steps: 1, batch_size: 1, grad_accum: 1, max_length: 8192, "
         "gradient_checkpointing: true}",
@@ -47,7 +47,7 @@ def test_multi_turn_iteration_trains_on_pairs_whose_prompt_holds_the_conversatio
         assert row["bfcl/multi_turn_base"]["n"] == 2  # judged, never skipped
 
     hard = read_multi_turn(run_dir / "iter1-select" / MT_HARD)
-    assert len(hard) == 2  # alpha = 1: every reinforcement entry
+    assert len(hard) == 1  # alpha = 1: every reinforcement entry (1 of 4)
     pairs = read_pairs(run_dir / "iter1-mcts" / "pairs.jsonl")
     assert {p.tree_id for p in pairs} <= {e.id for e in hard}
     tok = AutoTokenizer.from_pretrained(str(smollm2_dir))
