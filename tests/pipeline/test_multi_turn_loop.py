@@ -1,8 +1,9 @@
-"""The iTool loop on multi-turn tasks end to end (``-m long``, by hand: tens of minutes on 2 CPU
-cores, prompts of 3.5-7.6k tokens; neither the default run nor CI's ``-m slow``): SmolLM2 on real vLLM replicas, warm-up
-SFT on the gold messages of synthesized multi-turn tasks, hard entries by perplexity, MCTS in
-the multi-turn environment (calls executed, tool results in the prompt), DPO on its pairs,
-evaluation on BFCL's multi_turn_base with its official checker."""
+"""The iTool loop on multi-turn tasks end to end (``-m long``, by hand: tens of minutes on 2
+CPU cores, prompts of 3.5-7.6k tokens; neither the default run nor CI's ``-m slow`` runs it):
+SmolLM2 on real vLLM replicas, warm-up SFT on the gold messages of synthesized multi-turn
+tasks, hard entries by perplexity, MCTS in the multi-turn environment (calls executed, tool
+results in the prompt), DPO on its pairs, evaluation on BFCL's multi_turn_base with its
+official checker."""
 
 from __future__ import annotations
 
