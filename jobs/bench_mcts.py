@@ -262,7 +262,9 @@ def main(argv=None) -> dict:
 
     # one-step cycles: the naive reference tree below implements those (the cost of a cycle is
     # the same in terminal rollouts, which chain several per simulation)
-    cfg = MCTSConfig(k=args.k, simulations=args.sims, max_inflight=args.inflight, rollout="one_step")
+    cfg = MCTSConfig(
+        k=args.k, simulations=args.sims, max_inflight=args.inflight, rollout="one_step"
+    )
     samples = make_fake_samples(args.trees, seed=0)
 
     def run_search(c):

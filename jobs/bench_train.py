@@ -89,7 +89,9 @@ def main() -> None:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "tokens_per_row": tokens,
         "steps": args.steps,
-        "variants": {k: {**v, "speedup_vs_fp32": base / v["s_per_step"]} for k, v in results.items()},
+        "variants": {
+            k: {**v, "speedup_vs_fp32": base / v["s_per_step"]} for k, v in results.items()
+        },
     }
     if args.json:
         print(json.dumps(report, indent=1))
@@ -98,7 +100,9 @@ def main() -> None:
     print("| variant | s / step | x vs fp32 | loss after |")
     print("|---|---|---|---|")
     for k, v in report["variants"].items():
-        print(f"| {k} | {v['s_per_step']:.2f} | {v['speedup_vs_fp32']:.2f} | {v['last_loss']:.4f} |")
+        print(
+            f"| {k} | {v['s_per_step']:.2f} | {v['speedup_vs_fp32']:.2f} | {v['last_loss']:.4f} |"
+        )
 
 
 if __name__ == "__main__":

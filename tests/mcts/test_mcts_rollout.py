@@ -14,10 +14,10 @@ from itool_ray.mcts import (
     Tree,
     extract_pairs,
     fake_outcome,
-    pair_stats,
-    terminal_reach,
     make_fake_samples,
+    pair_stats,
     search,
+    terminal_reach,
 )
 from itool_ray.mcts.testing import check_tree, make_step
 
