@@ -215,6 +215,7 @@ def _slug(name: str) -> str:
 
 def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
     from itool_ray.datasets import is_multi_turn_set
+    from itool_ray.envs.synth_multi_turn import write_multi_turn
 
     pool = load_named(cfg.data.train, limit=cfg.data.num_samples, seed=cfg.seed,
                       on_error=cfg.data.on_error, synth=cfg.data.synth)  # fmt: skip
@@ -226,7 +227,6 @@ def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
         # entries are split whole; warm-up and perplexity see one sample per gold message
         from itool_ray.envs.steps import step_samples
         from itool_ray.envs.steps import warmup_buckets as mt_warmup_buckets
-        from itool_ray.envs.synth_multi_turn import write_multi_turn
 
         buckets = mt_warmup_buckets(split.warmup)
         write_multi_turn(out / MT_REINFORCE, split.reinforce)
@@ -245,8 +245,6 @@ def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
         items = load_named(name, limit=n, seed=cfg.seed + 1, on_error=cfg.data.on_error,
                            synth=cfg.data.synth)  # fmt: skip
         if is_multi_turn_set(name):
-            from itool_ray.envs.synth_multi_turn import write_multi_turn
-
             write_multi_turn(out / f"{MT_HELDOUT}{_slug(name)}.jsonl", items)
         else:
             write_samples(out / f"heldout-{_slug(name)}.jsonl", items)
@@ -264,16 +262,18 @@ def multi_turn_heldout_sets(data_dir: Path) -> dict[str, list]:
     """The multi-turn held-out sets of a data stage: name -> entries."""
     from itool_ray.envs.synth_multi_turn import read_multi_turn
 
-    return {
-        p.name[len(MT_HELDOUT) : -len(".jsonl")].replace("__", "/"): read_multi_turn(p)
-        for p in sorted(data_dir.glob(f"{MT_HELDOUT}*.jsonl"))
-    }
+    return _sets(data_dir, MT_HELDOUT, read_multi_turn)
 
 
 def heldout_sets(data_dir: Path) -> dict[str, list]:
+    """The single-turn held-out sets of a data stage: name -> samples."""
+    return _sets(data_dir, "heldout-", read_samples)
+
+
+def _sets(data_dir: Path, prefix: str, read: Callable[[Path], list]) -> dict[str, list]:
     return {
-        p.name[len("heldout-") : -len(".jsonl")].replace("__", "/"): read_samples(p)
-        for p in sorted(data_dir.glob("heldout-*.jsonl"))
+        p.name[len(prefix) : -len(".jsonl")].replace("__", "/"): read(p)
+        for p in sorted(data_dir.glob(f"{prefix}*.jsonl"))
     }
 
 

@@ -206,7 +206,7 @@ async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
     moved = delta(after, before)
     summary = RolloutResult([], {}, moved).summary
     prompt = sum(d["prompt_tokens"] for d in moved)
-    computed = prompt - sum(d["cached_prompt_tokens"] for d in moved)
+    cached = sum(d["cached_prompt_tokens"] for d in moved)
     last_t, n = marks[-1]
     return ModeResult(
         mode=sched.name, trees_finished=sum(len(m.finished) for m in managers), expansions=n,
@@ -216,8 +216,8 @@ async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
         replica_busy_fraction=summary["replica_busy_fraction"],
         prefix_cache_hit_rate=summary["prefix_cache_hit_rate"],
         generated_tokens=summary["generated_tokens"],
-        prompt_tokens=prompt, prefill_tokens=computed, unique_prefix_tokens=unique,
-        prefill_ratio=prefill_ratio(prompt, prompt - computed, unique), prompts=len(sent),
+        prompt_tokens=prompt, prefill_tokens=prompt - cached, unique_prefix_tokens=unique,
+        prefill_ratio=prefill_ratio(prompt, cached, unique), prompts=len(sent),
         tail_tokens=tail_tokens(sent, block),
         schedule=asdict(sched),
     )  # fmt: skip

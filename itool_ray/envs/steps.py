@@ -11,6 +11,7 @@ other data; the search runs it as an environment.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from itool_ray.data.difficulty import DifficultyBuckets, third_sizes
@@ -73,8 +74,6 @@ def entry_perplexities(entries: Sequence[MultiTurnEntry], step_ppl: Mapping[str,
                        ) -> dict[str, float]:  # fmt: skip
     """An entry's perplexity from its step samples' (ids ``<entry>#<i>``): their geometric
     mean, over the steps that were scored (finite); ``inf`` when none was."""
-    import math
-
     logs: dict[str, list[float]] = {e.id: [] for e in entries}
     for sid, h in step_ppl.items():
         eid = sid.rsplit("#", 1)[0]

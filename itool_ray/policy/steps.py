@@ -252,18 +252,10 @@ class StepEngine:
             sample = Sample(id=r.tree_id, tools=tuple(r.tools), messages=tuple(r.messages), gold="")
             prompts.append(self.encode(render_self_eval_prompt(sample, self.tokenizer, r.response)))
         limit = self.policy.config.max_model_len - 1  # room for the one decoded verdict token
-        fits = [i for i, p in enumerate(prompts) if len(p) <= limit]
-        if len(fits) < len(prompts):
-            answered = self._confidences([prompts[i] for i in fits])
-            out = [0.5] * len(prompts)
-            for i, c in zip(fits, answered, strict=True):
-                out[i] = c
-            return out
-        return self._confidences(prompts)
+        fits = [len(p) <= limit for p in prompts]
+        return _where_fits(fits, 0.5, lambda idx: self._confidences([prompts[i] for i in idx]))
 
     def _confidences(self, prompts: list[list[int]]) -> list[float]:
-        if not prompts:
-            return []
         out = []
         for top in self.policy.next_token_logprobs(prompts, self._eval_k):
             floor = min(top.values()) if top else 0.0
@@ -285,12 +277,16 @@ class StepEngine:
         # a sample longer than the context is not scored (vLLM would fail the batch): inf,
         # which select_hard counts as hardest
         context = self.policy.config.max_model_len
-        fits = [i for i, (p, r) in enumerate(zip(prompts, responses, strict=True))
-                if len(p) + len(r) <= context]  # fmt: skip
-        out = [math.inf] * len(samples)
-        if fits:
-            scored = self.policy.perplexity([prompts[i] for i in fits],
-                                            [responses[i] for i in fits])  # fmt: skip
-            for i, h in zip(fits, scored, strict=True):
-                out[i] = h
-        return out
+        fits = [len(p) + len(r) <= context for p, r in zip(prompts, responses, strict=True)]
+        return _where_fits(fits, math.inf, lambda idx: self.policy.perplexity(
+            [prompts[i] for i in idx], [responses[i] for i in idx]))  # fmt: skip
+
+
+def _where_fits(fits: Sequence[bool], default: float, run) -> list[float]:
+    """``run(indices)`` on the items that fit the context (one value each, in order), the
+    others ``default``: a prompt vLLM would refuse is never sent (it fails the whole batch)."""
+    idx = [i for i, ok in enumerate(fits) if ok]
+    out = [default] * len(fits)
+    for i, v in zip(idx, run(idx) if idx else [], strict=True):
+        out[i] = v
+    return out
