@@ -10,7 +10,8 @@ of DPO. Variants, each on the same rows, same initial adapter:
 * ``bf16-autocast``: float32 master weights, ``torch.autocast("cpu", torch.bfloat16)``;
 * ``fp32-1thread``: float32 with one torch thread instead of two.
 
-Prints seconds per step (median over ``--steps`` after one warm-up step), the ratio to the
+The variants step in turn (round robin on the same row), so other load on the machine
+falls on each alike. Prints seconds per step (median over ``--steps`` after one warm-up step), the ratio to the
 baseline, and the loss after the last step (numerics: the variants should agree). The CPU's
 capability (``torch.backends.cpu.get_cpu_capability()``) decides whether bf16 has hardware
 support (AVX512-BF16 / AMX); on an AVX2-only CPU bf16 is emulated.
@@ -53,35 +54,41 @@ def main() -> None:
         rows.append((ids, labels))
     tokens = sum(r[0].shape[1] for r in rows) / len(rows)
 
-    results = {}
-    for variant in args.variants.split(","):
-        threads = 1 if variant.endswith("1thread") else 2
-        torch.set_num_threads(threads)
+    # every variant steps in turn on the same row (round robin), so load from anything else
+    # on the machine falls on each alike
+    variants = args.variants.split(",")
+    state = {}
+    for variant in variants:
         torch.manual_seed(0)
         model = load_policy(model_dir, None, LoraSettings(), torch.float32, seed=0)
         model.train()
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        ctx = (
-            (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
-            if variant.startswith("bf16")
-            else nullcontext
-        )
-        times, loss = [], float("nan")
-        for step in range(args.steps + 1):
-            ids, labels = rows[step % len(rows)]
+        state[variant] = (model, opt, [], [float("nan")])
+    for step in range(args.steps + 1):
+        ids, labels = rows[step % len(rows)]
+        for variant in variants:
+            model, opt, times, loss = state[variant]
+            torch.set_num_threads(1 if variant.endswith("1thread") else 2)
+            ctx = (
+                torch.autocast("cpu", dtype=torch.bfloat16)
+                if variant.startswith("bf16")
+                else nullcontext()
+            )
             t0 = time.perf_counter()
-            with ctx():
+            with ctx:
                 out = model(input_ids=ids, labels=labels)
             out.loss.backward()
             opt.step()
             opt.zero_grad()
             dt = time.perf_counter() - t0
-            loss = float(out.loss)
+            loss[0] = float(out.loss)
             if step:  # the first step warms up kernels and allocations
                 times.append(dt)
-        results[variant] = {"s_per_step": statistics.median(times), "last_loss": loss,
-                            "threads": threads}  # fmt: skip
-        del model, opt
+    results = {
+        v: {"s_per_step": statistics.median(t), "last_loss": loss[0],
+            "threads": 1 if v.endswith("1thread") else 2}
+        for v, (_, _, t, loss) in state.items()
+    }  # fmt: skip
 
     base = results.get("fp32", next(iter(results.values())))["s_per_step"]
     report = {
