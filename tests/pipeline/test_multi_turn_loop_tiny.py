@@ -75,8 +75,8 @@ def test_multi_turn_iteration_trains_dpo_on_token_exact_conversation_pairs(
             assert any(m["role"] in ("assistant", "tool") for m in p.prompt_messages)
         # the sampled ids are what DPO trains on: each step's text decodes from them
         assert p.chosen_token_ids and p.rejected_token_ids
-        assert tok.decode(p.chosen_token_ids, skip_special_tokens=True).strip() == \
-            p.chosen.strip()
+        decoded = tok.decode(p.chosen_token_ids, skip_special_tokens=True)
+        assert decoded.strip() == p.chosen.strip()
         sample = Sample(id=p.tree_id, tools=tuple(p.tools), messages=tuple(p.prompt_messages),
                         gold="")  # fmt: skip
         assert "<|im_start|>user" in render_prompt(sample, tok)
