@@ -54,9 +54,10 @@ DEFAULT_ITOOL: tuple[str, ...] = (
 
 MULTI_TURN_ITOOL: tuple[str, ...] = (
     # executable multi-turn tasks synthesized over BFCL's classes (disjoint from BFCL's
-    # entries); every gold message of a warm-up task is one SFT sample (about 6 per task)
+    # entries); every gold message of a warm-up task is one SFT sample (about 6 per task),
+    # all of a task's trained in one row of its whole conversation (itool_ray.data.prefix)
     "data.train=synth-multi-turn",
-    # (24 tasks: about 100 warm-up samples of 3.5-7.6k tokens, hours of CPU training here)
+    # (24 tasks: about 17 warm-up rows of 3.5-7.6k tokens, each about 80 s of CPU training)
     "data.num_samples=24",
     "data.reinforce_fraction=0.3",
     # BFCL's multi_turn_base (official checker) and synthesized tasks (in distribution)
@@ -71,6 +72,9 @@ MULTI_TURN_ITOOL: tuple[str, ...] = (
     "mcts.max_inflight=2",
     "mcts.max_step_tokens=96",
     "mcts.max_depth=8",
+    # one optimizer step per conversation, two passes: about 12 steps per difficulty bucket
+    "train.sft.grad_accum=1",
+    "train.sft.epochs=2",
     "train.sft.max_length=8192",
     "train.sft.gradient_checkpointing=true",
     "train.dpo.max_length=8192",

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from itool_ray.data import Sample, render_prompt
+from itool_ray.data.prefix import shared_response_logprobs
 from itool_ray.train._common import (
     cpu_threads,
     encode,
@@ -84,17 +85,25 @@ def hf_perplexity(
         eot = end_of_turn(tokenizer)
         prompts = [encode(tokenizer, render_prompt(s, tokenizer)) for s in samples]
         responses = [encode(tokenizer, s.gold + eot) for s in samples]
-        order = sorted(range(len(samples)), key=lambda i: len(prompts[i]) + len(responses[i]))
-        result = [math.inf] * len(samples)
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            lps = response_logprobs(
-                model,
-                [prompts[i] for i in idx],
-                [responses[i] for i in idx],
-                tokenizer.pad_token_id,
-            )
-            for i, lp in zip(idx, lps, strict=True):
-                result[i] = math.exp(-sum(lp) / len(lp)) if lp else math.inf
+
+        def batched(rows: list[list[int]], starts: list[int]) -> list[list[float]]:
+            order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+            got: list[list[float]] = [[] for _ in rows]
+            for b in range(0, len(order), batch_size):
+                idx = order[b : b + batch_size]
+                lps = response_logprobs(
+                    model,
+                    [rows[i][: starts[i]] for i in idx],
+                    [rows[i][starts[i] :] for i in idx],
+                    tokenizer.pad_token_id,
+                )
+                for i, lp in zip(idx, lps, strict=True):
+                    got[i] = lp
+            return got
+
+        # a sample that is a prefix of another (a multi-turn task's earlier messages) is read
+        # off the longer row's forward pass (itool_ray.data.prefix)
+        lps = shared_response_logprobs(prompts, responses, batched)
+        result = [math.exp(-sum(lp) / len(lp)) if lp else math.inf for lp in lps]
         log.info("hf_perplexity: %d samples on %s", len(samples), device.name)
     return result

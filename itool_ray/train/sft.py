@@ -66,7 +66,9 @@ class StageStats:
 
     Attributes:
         name: the bucket name, or ``"mixed"``.
-        samples: rows trained on (after dropping rows whose prompt fills ``max_length``).
+        samples: samples trained on (after dropping rows whose prompt fills ``max_length``).
+        rows: training rows they made (fewer than ``samples`` where a sample's ids are a
+            prefix of another's and it is trained inside that row).
         steps: optimizer steps taken.
         losses: the training loss logged at every optimizer step.
         seen_ids: sample ids of every micro-batch trained on, in training order.
@@ -79,6 +81,7 @@ class StageStats:
     losses: tuple[float, ...]
     seen_ids: tuple[str, ...]
     seconds: float
+    rows: int | None = None
 
     @property
     def first_loss(self) -> float | None:
@@ -92,6 +95,7 @@ class StageStats:
         return {
             "name": self.name,
             "samples": self.samples,
+            "rows": self.rows,
             "steps": self.steps,
             "first_loss": self.first_loss,
             "last_loss": self.last_loss,
@@ -134,19 +138,37 @@ class SFTResult:
 
 
 def build_sft_dataset(samples: Sequence[Sample], tokenizer, *, eot: str | None = None):
-    """Rows ``{"id", "input_ids", "completion_mask"}``: prompt ids then response ids (gold +
-    end-of-turn), the mask 1 on the response (module docstring)."""
+    """Rows ``{"id", "covers", "input_ids", "completion_mask"}``: prompt ids then response
+    ids (gold + end-of-turn), the mask 1 on the response (module docstring).
+
+    A sample whose ids are a prefix of another sample's (the earlier messages of a multi-turn
+    task) is trained inside that row: its response is marked there too, at the same positions
+    and with the same context (:mod:`itool_ray.data.prefix`). ``covers`` lists the samples a
+    row trains, its own last; ``id`` is its own."""
     from datasets import Dataset
 
+    from itool_ray.data.prefix import host_groups
+
     eot = end_of_turn(tokenizer) if eot is None else eot
-    rows: dict[str, list] = {"id": [], "input_ids": [], "completion_mask": []}
-    for s in samples:
-        prompt = encode(tokenizer, render_prompt(s, tokenizer))
-        response = encode(tokenizer, s.gold + eot)
-        rows["id"].append(s.id)
-        rows["input_ids"].append(prompt + response)
-        rows["completion_mask"].append([0] * len(prompt) + [1] * len(response))
+    prompts = [encode(tokenizer, render_prompt(s, tokenizer)) for s in samples]
+    full = [p + encode(tokenizer, s.gold + eot) for p, s in zip(prompts, samples, strict=True)]
+    rows: dict[str, list] = {"id": [], "covers": [], "input_ids": [], "completion_mask": []}
+    for host, members in host_groups(full).items():
+        mask = [0] * len(full[host])
+        for m in members:
+            mask[len(prompts[m]) : len(full[m])] = [1] * (len(full[m]) - len(prompts[m]))
+        rows["id"].append(samples[host].id)
+        rows["covers"].append([samples[m].id for m in members])
+        rows["input_ids"].append(full[host])
+        rows["completion_mask"].append(mask)
     return Dataset.from_dict(rows)
+
+
+def _covered(dataset) -> int:
+    """Samples a (possibly filtered) dataset from :func:`build_sft_dataset` trains."""
+    if "covers" not in dataset.column_names:
+        return len(dataset)
+    return sum(len(c) for c in dataset["covers"])
 
 
 def _stages(
@@ -182,8 +204,9 @@ class _OrderRecorder:
         self.seen: list[str] = []
 
     def __call__(self, examples: list[dict[str, Any]]):
-        self.pending.append([str(e["id"]) for e in examples])
-        return self.collator([{k: v for k, v in e.items() if k != "id"} for e in examples])
+        self.pending.append([str(i) for e in examples for i in e.get("covers") or [e["id"]]])
+        drop = ("id", "covers")
+        return self.collator([{k: v for k, v in e.items() if k not in drop} for e in examples])
 
     def trained_one(self) -> None:
         if self.pending:
@@ -293,15 +316,16 @@ def warmup_sft(
             # a diverged bucket fails the run here: nothing saved, no later bucket trained
             what = f"warm-up SFT {name} (lr={settings.lr:g})"
             check_finite_training(model, trainer.state.log_history, what=what)
-            dropped = len(dataset) - len(trainer.train_dataset)
+            dropped = _covered(dataset) - _covered(trainer.train_dataset)
             if dropped:
                 log.warning(
                     "warm-up SFT %s: %d of %d samples dropped (prompt fills max_length=%d)",
-                    name, dropped, len(dataset), settings.max_length,
+                    name, dropped, _covered(dataset), settings.max_length,
                 )  # fmt: skip
             stats = StageStats(
                 name=name,
-                samples=len(trainer.train_dataset),
+                samples=_covered(trainer.train_dataset),
+                rows=len(trainer.train_dataset),
                 steps=trainer.state.global_step,
                 losses=tuple(history_series(trainer.state.log_history, "loss")),
                 seen_ids=tuple(trainer.recorder.seen),

@@ -61,6 +61,30 @@ def test_tiny_model_generates_in_vllm(tiny_policy):
     assert outs[0][0].token_ids  # noqa: B018 - non-empty output
 
 
+def test_a_conversation_is_scored_in_one_prefill_with_the_per_message_perplexities(tiny_policy):
+    from itool_ray.policy.steps import StepEngine
+    from tests.train.test_prefix_rows import conversation
+
+    talks = conversation("a", "Paris", "Europe/Paris") + conversation("b", "Oslo", "Europe/Oslo")
+    engine = StepEngine(tiny_policy)
+    sent = []
+    real = tiny_policy.prompt_logprobs
+
+    def counting(rows, starts):
+        sent.append(len(rows))
+        return real(rows, starts)
+
+    tiny_policy.prompt_logprobs = counting
+    try:
+        together = engine.perplexity(talks)
+        alone = [engine.perplexity([s])[0] for s in talks]
+    finally:
+        del tiny_policy.prompt_logprobs
+    assert sent[0] == 2  # one prompt per conversation, not one per message
+    assert together == pytest.approx(alone, rel=1e-3)
+    assert all(math.isfinite(h) and h >= 1.0 for h in together)
+
+
 def test_engine_records_its_prompts_when_asked(tiny_policy):
     """EngineConfig.record_prompts: every prompt run, as token ids, taken once."""
     tiny_policy.take_prompts()
