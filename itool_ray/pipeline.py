@@ -605,7 +605,8 @@ def run_itool(
         stages.run("data", lambda out: _data_stage(cfg, out))
         table["base"] = stages.run("eval-base", lambda out: _eval_stage(rt, data_dir, policy, out))
         if cfg.train.warmup:
-            sft = stages.run("sft", lambda out: _sft_stage(rt, data_dir, out))
+            # keep_partial: the warm-up continues after its last finished bucket
+            sft = stages.run("sft", lambda out: _sft_stage(rt, data_dir, out), keep_partial=True)
             policy = Policy(1, sft["adapter_dir"])
             table["sft"] = stages.run(
                 "eval-sft", lambda out: _eval_stage(rt, data_dir, policy, out)

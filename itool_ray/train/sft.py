@@ -28,6 +28,8 @@ result shows what was seen when.
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -164,6 +166,39 @@ def build_sft_dataset(samples: Sequence[Sample], tokenizer, *, eot: str | None =
     return Dataset.from_dict(rows)
 
 
+BUCKETS_SUBDIR = "buckets"
+"""``out_dir/buckets/<name>``: a finished bucket's checkpoint (:func:`warmup_sft`)."""
+
+
+def _save_bucket(out: Path, model, tokenizer, stats: StageStats, samples: list[Sample]) -> None:
+    folder = out / BUCKETS_SUBDIR / stats.name
+    save_adapter(model, tokenizer, folder / ADAPTER_SUBDIR)
+    record = {"stats": stats.to_dict(), "samples": [s.id for s in samples]}
+    tmp = folder / "bucket.json.tmp"
+    tmp.write_text(json.dumps(record))
+    tmp.replace(folder / "bucket.json")  # the marker is written last, whole
+
+
+def _finished_buckets(out: Path, stages: list[tuple[str, list[Sample]]]) -> list[StageStats]:
+    """The leading buckets with a checkpoint for the same samples, in order."""
+    done: list[StageStats] = []
+    for name, samples in stages:
+        marker = out / BUCKETS_SUBDIR / name / "bucket.json"
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            break
+        if record.get("samples") != [s.id for s in samples]:
+            log.warning("warm-up SFT: checkpoint of bucket %r is of other samples, ignored", name)
+            break
+        d = record["stats"]
+        done.append(StageStats(
+            name=d["name"], samples=d["samples"], steps=d["steps"], losses=tuple(d["losses"]),
+            seen_ids=tuple(d["seen_ids"]), seconds=d["seconds"], rows=d.get("rows"),
+        ))  # fmt: skip
+    return done
+
+
 def _covered(dataset) -> int:
     """Samples a (possibly filtered) dataset from :func:`build_sft_dataset` trains."""
     if "covers" not in dataset.column_names:
@@ -278,7 +313,12 @@ def warmup_sft(
         model_dir: the base model folder (Hugging Face format).
         buckets_or_samples: ``DifficultyBuckets``, or samples (bucketed here with
             :func:`itool_ray.data.bucket_by_difficulty` for ``easy_to_hard``).
-        out_dir: output folder; trainer scratch goes to ``out_dir/runs``.
+        out_dir: output folder; trainer scratch goes to ``out_dir/runs``. Each finished
+            bucket leaves a checkpoint in ``out_dir/buckets/<name>`` (adapter, stats and the
+            sample ids it trained on); a call on a folder holding checkpoints of its leading
+            buckets, same samples in the same buckets, continues after the last of them (a
+            run stopped mid-way loses at most the bucket it was in). The checkpoints are
+            removed once the final adapter is saved.
         settings: SFT settings (default :class:`SFTSettings`).
         lora: shape of a new adapter (ignored when ``adapter_in`` is given).
         adapter_in: an existing adapter to continue training (later iterations).
@@ -291,14 +331,20 @@ def warmup_sft(
     device = pick_device()
     with cpu_threads(settings.cpu_threads):
         tokenizer = load_tokenizer(model_dir)
+        results = _finished_buckets(out, stages)
+        if results:
+            adapter_in = out / BUCKETS_SUBDIR / results[-1].name / ADAPTER_SUBDIR
+            log.info(
+                "warm-up SFT: buckets %s finished earlier, continuing from %s",
+                [r.name for r in results], adapter_in,
+            )  # fmt: skip
         model = load_policy(model_dir, adapter_in, lora, device.dtype, seed=settings.seed)
         eot = end_of_turn(tokenizer)
         log.info(
             "warm-up SFT on %s: order=%s, stages=%s, end-of-turn=%r",
             device.name, settings.order, {n: len(p) for n, p in stages}, eot,
         )  # fmt: skip
-        results = []
-        for name, samples in stages:
+        for name, samples in stages[len(results) :]:
             dataset = build_sft_dataset(samples, tokenizer, eot=eot)
             trainer = make_sft_trainer(
                 model,
@@ -336,6 +382,8 @@ def warmup_sft(
                 name, stats.samples, stats.steps, stats.first_loss, stats.last_loss, seconds,
             )  # fmt: skip
             results.append(stats)
+            _save_bucket(out, model, tokenizer, stats, samples)
         adapter_dir = save_adapter(model, tokenizer, out / ADAPTER_SUBDIR)
+        shutil.rmtree(out / BUCKETS_SUBDIR, ignore_errors=True)
         prune_empty_dirs(out / "runs")
     return SFTResult(adapter_dir, settings.order, device.name, tuple(results), settings.to_dict())

@@ -223,3 +223,43 @@ def test_nan_weights_stop_training_and_fail_it(tiny_model_dir, samples, tmp_path
         warmup_sft(tiny_model_dir, samples, tmp_path, settings, callbacks=[Poison()])
     assert Poison.steps == 2, "training stops at the first non-finite loss"
     assert not (tmp_path / "adapter").exists()
+
+
+def test_a_stopped_warmup_continues_after_its_last_finished_bucket(
+    tiny_model_dir, samples, tmp_path
+):
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from itool_ray.train.sft import BUCKETS_SUBDIR
+
+    settings = SFTSettings(lr=1e-2, **FAST)
+    runs: list[int] = []
+
+    class Count(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            runs.append(1)
+
+    class StopAtHard(TrainerCallback):  # a stop while the third bucket trains
+        def on_train_begin(self, args, state, control, **kwargs):
+            if len(runs) == 3:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        warmup_sft(tiny_model_dir, samples, out, settings, callbacks=[Count(), StopAtHard()])
+    assert sorted(p.name for p in (out / BUCKETS_SUBDIR).iterdir()) == ["easy", "medium"]
+
+    runs.clear()
+    resumed = warmup_sft(tiny_model_dir, samples, out, settings, callbacks=[Count()])
+    assert len(runs) == 1  # only the hard bucket trained again
+    assert [s.name for s in resumed.stages] == ["easy", "medium", "hard"]
+    assert not (out / BUCKETS_SUBDIR).exists()
+
+    whole = warmup_sft(tiny_model_dir, samples, tmp_path / "whole", settings)
+    assert [s.seen_ids for s in whole.stages] == [s.seen_ids for s in resumed.stages]
+    a = load_file(str(resumed.adapter_dir / "adapter_model.safetensors"))
+    b = load_file(str(whole.adapter_dir / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:  # the same adapter as a run that was never stopped
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
