@@ -385,10 +385,12 @@ class Runtime:
 
 
 def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
-    from itool_ray.eval.generate import pool_responder, score_sets
+    from itool_ray.eval.generate import pool_responder, recorded, score_sets
 
     pool = rt.serve(policy)
     respond = pool_responder(pool, max_tokens=rt.cfg.eval.max_tokens)
+    # every finished chunk of answers is kept: a stopped evaluation decodes only the rest
+    respond = recorded(respond, out / "answers.partial.jsonl")
     respond = rt.monitor.counting(out.name, "records", respond, workers=len(pool.healthy()))
     results = score_sets(heldout_sets(data_dir), respond)
     if multi_turn := multi_turn_heldout_sets(data_dir):
@@ -576,7 +578,9 @@ def _iteration(
     new = policy
     if dpo.get("adapter_dir") and "skipped" not in dpo:
         new = Policy(policy.version + 1, dpo["adapter_dir"])
-    row = stages.run(f"{name}-eval", lambda out: _eval_stage(rt, data_dir, new, out))
+    row = stages.run(
+        f"{name}-eval", lambda out: _eval_stage(rt, data_dir, new, out), keep_partial=True
+    )
     return new, {**row, "pairs": mcts.get("pairs", 0)}
 
 
@@ -603,13 +607,15 @@ def run_itool(
     table: dict[str, dict] = {}
     try:
         stages.run("data", lambda out: _data_stage(cfg, out))
-        table["base"] = stages.run("eval-base", lambda out: _eval_stage(rt, data_dir, policy, out))
+        # keep_partial: evaluations and the warm-up continue from what they had finished
+        table["base"] = stages.run(
+            "eval-base", lambda out: _eval_stage(rt, data_dir, policy, out), keep_partial=True
+        )
         if cfg.train.warmup:
-            # keep_partial: the warm-up continues after its last finished bucket
             sft = stages.run("sft", lambda out: _sft_stage(rt, data_dir, out), keep_partial=True)
             policy = Policy(1, sft["adapter_dir"])
             table["sft"] = stages.run(
-                "eval-sft", lambda out: _eval_stage(rt, data_dir, policy, out)
+                "eval-sft", lambda out: _eval_stage(rt, data_dir, policy, out), keep_partial=True
             )
         for it in range(1, cfg.train.iterations + 1):
             policy, table[f"iter{it}"] = _iteration(rt, stages, it, policy, log)

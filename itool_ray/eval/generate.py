@@ -7,7 +7,10 @@ a ``ReplicaPool`` in parallel (:func:`evaluate_on_pool`). Both score with the sa
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from itool_ray.data import Sample, render_prompt
@@ -21,6 +24,46 @@ from itool_ray.eval.scoring import (
 
 Responder = Callable[[list[Sample]], Sequence[str | None]]
 """Greedy responses for samples, in order; None where the prompt does not fit the context."""
+
+
+def request_key(sample: Sample) -> str:
+    """What a greedy response depends on besides the policy: the sample's tools and
+    messages (its id and gold do not enter the prompt), as a SHA-256 hex digest."""
+    body = json.dumps([list(sample.tools), list(sample.messages)], sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def recorded(respond: Responder, path: str | Path) -> Responder:
+    """``respond`` that appends every answer to ``path`` (JSON lines ``{"key", "text"}``,
+    :func:`request_key`) and answers from it the samples already there, so that a stopped
+    evaluation decodes again only what it had not finished. Greedy decoding of the same
+    policy makes a recorded answer the one it would give again; the file belongs to one
+    policy and one decoding setting (the caller's stage folder). A torn last line (a stop
+    mid-write) is ignored."""
+    path = Path(path)
+    known: dict[str, str | None] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                known[row["key"]] = row["text"]
+            except (ValueError, KeyError, TypeError):
+                continue
+
+    def run(samples: list[Sample]) -> list[str | None]:
+        keys = [request_key(s) for s in samples]
+        todo = [i for i, k in enumerate(keys) if k not in known]
+        if todo:
+            got = list(respond([samples[i] for i in todo]))
+            if len(got) != len(todo):
+                raise RuntimeError(f"responder returned {len(got)} answers for {len(todo)}")
+            with path.open("a") as f:
+                for i, text in zip(todo, got, strict=True):
+                    known[keys[i]] = text
+                    f.write(json.dumps({"key": keys[i], "text": text}) + "\n")
+        return [known[k] for k in keys]
+
+    return run
 
 
 def score_sets(sets: Mapping[str, Sequence[Sample]], respond: Responder) -> list[EvalSummary]:
