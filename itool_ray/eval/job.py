@@ -185,6 +185,26 @@ def run_evaluate_job(cfg: EvaluateConfig) -> dict[str, Any]:
     return {"files": paths, **report.to_dict()}
 
 
+def _logged(fn, unit: str):
+    """``fn`` (items -> one answer each) that logs every call: how many, how long, the total
+    so far (a multi-turn evaluation is one call per lockstep round, minutes each)."""
+    total = {"calls": 0, "items": 0, "start": time.perf_counter()}
+
+    def run(items: list) -> list:
+        t0 = time.perf_counter()
+        out = fn(items)
+        total["calls"] += 1
+        total["items"] += len(items)
+        log.info(
+            "decoded %d %s in %.1f s (call %d; %d so far, %.0f s)", len(items), unit,
+            time.perf_counter() - t0, total["calls"], total["items"],
+            time.perf_counter() - total["start"],
+        )  # fmt: skip
+        return out
+
+    return run
+
+
 def _decode_on_pool(
     cfg: EvaluateConfig, sets: dict[str, list[Any]], sizes: dict[str, int] | None,
     meta: dict[str, Any],
@@ -199,8 +219,9 @@ def _decode_on_pool(
     pool = _start_pool(cfg, model_dir)
     try:
         ready = time.perf_counter()
-        respond = pool_responder(pool, max_tokens=cfg.max_tokens)
-        respond_chat = pool_chat_responder(pool, max_tokens=cfg.max_tokens)
+        respond = _logged(pool_responder(pool, max_tokens=cfg.max_tokens), "records")
+        respond_chat = _logged(pool_chat_responder(pool, max_tokens=cfg.max_tokens),
+                               "multi-turn messages (one per running entry)")  # fmt: skip
         report, verdicts = score_benchmarks(sets, respond, respond_chat=respond_chat,
                                             full_sizes=sizes, meta=meta)  # fmt: skip
         done = time.perf_counter()

@@ -68,3 +68,17 @@ def test_scoring_imports_no_engine():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_each_decoding_call_is_logged_with_its_count_and_the_total(caplog):
+    import logging
+
+    from itool_ray.eval.job import _logged
+
+    fn = _logged(lambda items: [x * 2 for x in items], "records")
+    with caplog.at_level(logging.INFO, logger="itool_ray.eval.job"):
+        assert fn([1, 2, 3]) == [2, 4, 6]
+        assert fn([4]) == [8]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("decoded 3 records in ") and "(call 1; 3 so far" in lines[0]
+    assert lines[1].startswith("decoded 1 records in ") and "(call 2; 4 so far" in lines[1]
