@@ -65,7 +65,6 @@ MULTI_TURN_ITOOL: tuple[str, ...] = (
     # prompts are 3.5-7.6k SmolLM2 tokens (the classes' function docs)
     "engine.max_model_len=8192",
     "engine.cpu_kvcache_gb=3",
-    "eval.max_tokens=96",
     "train.alpha=0.7",
     "mcts.k=3",
     "mcts.simulations=4",

@@ -90,7 +90,19 @@ _SYNTH = TypeAdapter(SynthConfig)
 
 
 class EvalSection(Section):
-    max_tokens: int = Field(80, ge=8)
+    max_tokens: int | Literal["auto"] = Field(
+        "auto",
+        description="decoding budget per answer (per message for multi-turn sets): a number, "
+        "or auto = the longest gold answer of the held-out sets in the policy's tokens, plus "
+        "a quarter and 8 (itool_ray.eval.generate.decode_budget), so no right answer is cut",
+    )
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _at_least_eight(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 8:
+            raise ValueError(f"must be 'auto' or an int >= 8, got {value}")
+        return value
 
 
 class TrainSection(Section):
@@ -176,7 +188,10 @@ class ITOolConfig(Section):
     def _sections_agree(self) -> ITOolConfig:
         """Checks across sections: the engine has room for what is asked of it, and
         ``stop_after`` names a stage this job runs."""
-        if self.eval.max_tokens >= self.engine.max_model_len:
+        if (
+            isinstance(self.eval.max_tokens, int)
+            and self.eval.max_tokens >= self.engine.max_model_len
+        ):
             raise ValueError(
                 f"eval.max_tokens ({self.eval.max_tokens}) must be < engine.max_model_len "
                 f"({self.engine.max_model_len}): the prompt needs room in the context"
@@ -387,27 +402,46 @@ class Runtime:
 def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
     from itool_ray.eval.generate import pool_responder, recorded, score_sets
 
+    sets, multi_turn = heldout_sets(data_dir), multi_turn_heldout_sets(data_dir)
+    budget = _decode_budget(rt, sets, multi_turn)
     pool = rt.serve(policy)
-    respond = pool_responder(pool, max_tokens=rt.cfg.eval.max_tokens)
+    respond = pool_responder(pool, max_tokens=budget)
     # every finished chunk of answers is kept: a stopped evaluation decodes only the rest
     respond = recorded(respond, out / "answers.partial.jsonl")
     respond = rt.monitor.counting(out.name, "records", respond, workers=len(pool.healthy()))
-    results = score_sets(heldout_sets(data_dir), respond)
-    if multi_turn := multi_turn_heldout_sets(data_dir):
+    results = score_sets(sets, respond)
+    if multi_turn:
         from itool_ray.eval.generate import score_multi_turn_sets
         from itool_ray.eval.job import pool_chat_responder
 
-        chat = pool_chat_responder(pool, max_tokens=rt.cfg.eval.max_tokens)
+        chat = pool_chat_responder(pool, max_tokens=budget)
         chat = rt.monitor.counting(out.name, "steps", chat, workers=len(pool.healthy()))
         results += score_multi_turn_sets(multi_turn, chat)
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
     return {
         "version": policy.version,
+        "max_tokens": budget,
         **{
             r.name: {"accuracy": round(r.accuracy, 4), "n": r.n, "parse_errors": r.parse_errors}
             for r in results
         },
     }
+
+
+def _decode_budget(rt: Runtime, sets: dict, multi_turn: dict) -> int:
+    """``eval.max_tokens``, ``auto`` resolved on the held-out golds (EvalSection)."""
+    if rt.cfg.eval.max_tokens != "auto":
+        return rt.cfg.eval.max_tokens
+    from transformers import AutoTokenizer
+
+    from itool_ray.envs.steps import gold_path
+    from itool_ray.eval.generate import decode_budget
+
+    tok = AutoTokenizer.from_pretrained(rt.model_dir)
+    golds = [s.gold for samples in sets.values() for s in samples]
+    golds += [m for entries in multi_turn.values() for e in entries for m in gold_path(e)]
+    counts = [len(tok(g, add_special_tokens=False)["input_ids"]) for g in golds]
+    return min(decode_budget(counts), rt.cfg.engine.max_model_len // 2)
 
 
 def _sft_stage(rt: Runtime, data_dir: Path, out: Path) -> dict:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,14 @@ from itool_ray.eval.scoring import (
 
 Responder = Callable[[list[Sample]], Sequence[str | None]]
 """Greedy responses for samples, in order; None where the prompt does not fit the context."""
+
+
+def decode_budget(gold_token_counts: Iterable[int], *, floor: int = 32) -> int:
+    """A decoding budget under which no right answer is cut: the longest gold (in tokens),
+    plus a quarter for spelling that differs from the gold's (spaces, quotes, argument
+    order), plus 8 for the end-of-turn token; at least ``floor``."""
+    longest = max(gold_token_counts, default=0)
+    return max(floor, math.ceil(longest * 1.25) + 8)
 
 
 def request_key(sample: Sample) -> str:

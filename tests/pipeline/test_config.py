@@ -109,3 +109,32 @@ def test_what_the_cross_checks_still_accept():
     assert cfg.data.synth == {"max_candidates": 3, "max_calls": 3}  # read by SynthConfig
     assert cfg.data.heldout == {"synth": 0, "bfcl/simple": None}  # null: the whole set
     assert cfg.stop_after == "iter2-dpo"
+
+
+def test_eval_max_tokens_is_auto_or_at_least_eight():
+    assert load_config(ITOolConfig, None, []).eval.max_tokens == "auto"
+    assert load_config(ITOolConfig, None, ["eval.max_tokens=64"]).eval.max_tokens == 64
+    for bad in ("eval.max_tokens=4", "eval.max_tokens=lots"):
+        with pytest.raises(ConfigError, match="max_tokens"):
+            load_config(ITOolConfig, None, [bad])
+
+
+def test_the_auto_budget_cuts_no_gold_answer_of_the_default_held_out_sets(tmp_path):
+    """The main job's held-out sets, tokenized as the replicas do: the resolved budget holds
+    every gold answer and its end-of-turn token (80, the earlier fixed budget, cut 4 of the
+    40 synthesized golds: answers that could never be right)."""
+    from transformers import AutoTokenizer
+
+    from itool_ray.models import resolve_model
+    from itool_ray.pipeline import Runtime, _data_stage, _decode_budget, heldout_sets
+
+    cfg = load_config(ITOolConfig, None, [f"run_dir={tmp_path}"])
+    _data_stage(cfg, tmp_path / "data")
+    model_dir = str(resolve_model(cfg.model))
+    sets = heldout_sets(tmp_path / "data")
+    budget = _decode_budget(Runtime(cfg, model_dir), sets, {})
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    lengths = [len(tok(s.gold + "<|im_end|>", add_special_tokens=False)["input_ids"])
+               for samples in sets.values() for s in samples]  # fmt: skip
+    assert len(lengths) >= 100 and max(lengths) <= budget
+    assert budget < cfg.engine.max_model_len // 2
