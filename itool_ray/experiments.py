@@ -153,9 +153,11 @@ def mean_accuracy(row: dict[str, Any]) -> float | None:
     accs = [
         v["accuracy"]
         for k, v in row.items()
-        if isinstance(v, dict) and "accuracy" in v and k not in ("all", "hard")
+        if isinstance(v, dict)
+        and "accuracy" in v
+        and k not in ("all", "hard")
         and not k.endswith("(2+ calls)")
-    ]  # fmt: skip
+    ]
     return sum(accs) / len(accs) if accs else None
 
 
@@ -186,12 +188,14 @@ def row_stages(cfg: ExperimentsConfig) -> dict[str, tuple[Path, Path | None, Pat
         )
     for loss in cfg.losses:
         run = root / f"loss-{loss}"
-        out[f"iter 1 with {loss.upper()}"] = (run / "iter1-eval", run / "iter1-mcts",
-                                               run / "iter1-dpo")  # fmt: skip
+        out[f"iter 1 with {loss.upper()}"] = (
+            run / "iter1-eval",
+            run / "iter1-mcts",
+            run / "iter1-dpo",
+        )
     if cfg.one_step_search:
         run = root / "one-step"
-        out["iter 1, one-step search"] = (run / "iter1-eval", run / "iter1-mcts",
-                                          run / "iter1-dpo")  # fmt: skip
+        out["iter 1, one-step search"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
     return out
 
 
@@ -216,8 +220,10 @@ def collect_rows(cfg: ExperimentsConfig) -> dict[str, dict[str, Any] | None]:
             row["mcts"] = {k: v for k, v in m.items() if k.startswith("pairs_")}
         if dpo is not None:
             d = _done(dpo) or {}
-            row["dpo"] = {k: d.get(k) for k in ("trained_pairs", "heldout_pairs", "pairs",
-                                                "heldout_trees", "seconds")}  # fmt: skip
+            row["dpo"] = {
+                k: d.get(k)
+                for k in ("trained_pairs", "heldout_pairs", "pairs", "heldout_trees", "seconds")
+            }
         rows[name] = row
     return rows
 
@@ -319,26 +325,46 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
         summarize(cfg, seconds)  # the table so far, after every run
 
     main = root / "itool"
-    timed("itool", lambda: run_itool(
-        itool_config(cfg, main, f"train.iterations={cfg.iterations}"), log=log))  # fmt: skip
+    timed(
+        "itool",
+        lambda: run_itool(itool_config(cfg, main, f"train.iterations={cfg.iterations}"), log=log),
+    )
     if cfg.mixed_sft:
         run = root / "mixed-sft"
         _seed_from(main, run, ("data", "eval-base"))
-        timed("mixed-sft", lambda: run_itool(itool_config(
-            cfg, run, "train.iterations=0", "train.sft.order=mixed"), log=log))  # fmt: skip
+        timed(
+            "mixed-sft",
+            lambda: run_itool(
+                itool_config(cfg, run, "train.iterations=0", "train.sft.order=mixed"), log=log
+            ),
+        )
     shared = ("data", "eval-base", "sft", "eval-sft", "iter1-select", "iter1-mcts")
     for loss in cfg.losses:
         run = root / f"loss-{loss}"
         _seed_from(main, run, shared)
         beta = LOSS_BETA.get(loss, 0.1)
-        timed(f"loss-{loss}", lambda run=run, loss=loss, beta=beta: run_itool(
-            itool_config(cfg, run, "train.iterations=1", f"train.dpo.loss={loss}",
-                         f"train.dpo.beta={beta}"), log=log))  # fmt: skip
+        timed(
+            f"loss-{loss}",
+            lambda run=run, loss=loss, beta=beta: run_itool(
+                itool_config(
+                    cfg,
+                    run,
+                    "train.iterations=1",
+                    f"train.dpo.loss={loss}",
+                    f"train.dpo.beta={beta}",
+                ),
+                log=log,
+            ),
+        )
     if cfg.one_step_search:
         run = root / "one-step"
         _seed_from(main, run, shared[:-1])  # everything before the search itself
-        timed("one-step", lambda: run_itool(itool_config(
-            cfg, run, "train.iterations=1", "mcts.rollout=one_step"), log=log))  # fmt: skip
+        timed(
+            "one-step",
+            lambda: run_itool(
+                itool_config(cfg, run, "train.iterations=1", "mcts.rollout=one_step"), log=log
+            ),
+        )
     return summarize(cfg, seconds)
 
 
@@ -372,13 +398,20 @@ def results_markdown(result: dict[str, Any]) -> str:
         cells = [_fmt_cell(row.get(s)) for s in sets]
         mean = result["mean_accuracy"][name]
         pairs = row.get("pairs")
-        lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {'-' if mean is None else f'{mean:.3f}'} | {'-' if pairs is None else pairs} |")  # fmt: skip
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {'-' if mean is None else f'{mean:.3f}'} | {'-' if pairs is None else pairs} |"
+        )
     comps = result.get("comparisons") or []
     if comps:
-        lines += ["", "Paired comparisons (exact McNemar on the same records):", "",
-                  "| A | B | records | n | A right | B right | only A | only B | B - A | p |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "Paired comparisons (exact McNemar on the same records):",
+            "",
+            "| A | B | records | n | A right | B right | only A | only B | B - A | p |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in comps:
             lines.append(
                 f"| {c['a']} | {c['b']} | {c['records']} | {c['n']} | {c['a_correct']} | "
@@ -387,11 +420,15 @@ def results_markdown(result: dict[str, Any]) -> str:
             )
     mcts = [(k, r) for k, r in rows.items() if r and (r.get("mcts") or r.get("dpo"))]
     if mcts:
-        lines += ["", "Search and preference training per iTool row (pair accuracy and mean "
-                  "log-ratio margin measured after the update, trained policy vs its reference):",
-                  "", "| row | pairs | mean Q gap | chosen alone reaches a correct terminal | "
-                  "trained pairs acc (margin) | held-out pairs acc (margin) |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "Search and preference training per iTool row (pair accuracy and mean "
+            "log-ratio margin measured after the update, trained policy vs its reference):",
+            "",
+            "| row | pairs | mean Q gap | chosen alone reaches a correct terminal | "
+            "trained pairs acc (margin) | held-out pairs acc (margin) |",
+            "|---|---|---|---|---|---|",
+        ]
         for k, r in mcts:
             m, d = r.get("mcts") or {}, r.get("dpo") or {}
 
@@ -406,6 +443,8 @@ def results_markdown(result: dict[str, Any]) -> str:
                 f"{'-' if reach is None else f'{reach:.2f}'} | {sc(d.get('trained_pairs'))} | "
                 f"{sc(d.get('heldout_pairs'))} |"
             )
-    lines += ["", "Wall time per run (s): "
-              + ", ".join(f"{k} {v}" for k, v in result["seconds"].items())]  # fmt: skip
+    lines += [
+        "",
+        "Wall time per run (s): " + ", ".join(f"{k} {v}" for k, v in result["seconds"].items()),
+    ]
     return "\n".join(lines) + "\n"

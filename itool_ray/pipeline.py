@@ -232,8 +232,13 @@ def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
     from itool_ray.datasets import is_multi_turn_set
     from itool_ray.envs.synth_multi_turn import write_multi_turn
 
-    pool = load_named(cfg.data.train, limit=cfg.data.num_samples, seed=cfg.seed,
-                      on_error=cfg.data.on_error, synth=cfg.data.synth)  # fmt: skip
+    pool = load_named(
+        cfg.data.train,
+        limit=cfg.data.num_samples,
+        seed=cfg.seed,
+        on_error=cfg.data.on_error,
+        synth=cfg.data.synth,
+    )
     split = split_warmup_reinforce(
         pool, reinforce_fraction=cfg.data.reinforce_fraction, seed=cfg.seed
     )
@@ -246,8 +251,11 @@ def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
         buckets = mt_warmup_buckets(split.warmup)
         write_multi_turn(out / MT_REINFORCE, split.reinforce)
         reinforce = [s for e in split.reinforce for s in step_samples(e)]
-        extra = {"multi_turn": True, "warmup_entries": len(split.warmup),
-                 "reinforce_steps": len(reinforce)}  # fmt: skip
+        extra = {
+            "multi_turn": True,
+            "warmup_entries": len(split.warmup),
+            "reinforce_steps": len(reinforce),
+        }
     else:
         buckets = bucket_by_difficulty(split.warmup)
         reinforce = list(split.reinforce)
@@ -257,8 +265,9 @@ def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
     heldout = {}
     for name, n in cfg.data.heldout.items():
         # a different seed keeps synthesized held-out samples apart from the training pool
-        items = load_named(name, limit=n, seed=cfg.seed + 1, on_error=cfg.data.on_error,
-                           synth=cfg.data.synth)  # fmt: skip
+        items = load_named(
+            name, limit=n, seed=cfg.seed + 1, on_error=cfg.data.on_error, synth=cfg.data.synth
+        )
         if is_multi_turn_set(name):
             write_multi_turn(out / f"{MT_HELDOUT}{_slug(name)}.jsonl", items)
         else:
@@ -331,10 +340,17 @@ class Runtime:
 
         c = self.cfg
         shards = c.train.perplexity_shards if c.train.perplexity_shards > 1 else 0
-        slots = (c.replicas.count * c.replicas.num_cpus + c.train.num_cpus + c.manager.num_cpus
-                 + shards * max(c.replicas.num_cpus, 1))  # fmt: skip
-        init_ray(c.address, num_cpus=max(os.cpu_count() or 1, math.ceil(slots)),
-                 log_to_driver=self.monitor.log_to_driver)  # fmt: skip
+        slots = (
+            c.replicas.count * c.replicas.num_cpus
+            + c.train.num_cpus
+            + c.manager.num_cpus
+            + shards * max(c.replicas.num_cpus, 1)
+        )
+        init_ray(
+            c.address,
+            num_cpus=max(os.cpu_count() or 1, math.ceil(slots)),
+            log_to_driver=self.monitor.log_to_driver,
+        )
 
     def get_trainer(self):
         if self.trainer is None:
@@ -343,10 +359,13 @@ class Runtime:
             self.init()
             t = self.cfg.train
             self.trainer = start_trainer(
-                self.model_dir, self.cfg.train.lora.build(), num_cpus=t.num_cpus,
-                num_gpus=t.num_gpus, resources=t.resources or None,
+                self.model_dir,
+                self.cfg.train.lora.build(),
+                num_cpus=t.num_cpus,
+                num_gpus=t.num_gpus,
+                resources=t.resources or None,
                 env={"TOKENIZERS_PARALLELISM": "false", **self.monitor.actor_env()},
-            )  # fmt: skip
+            )
         return self.trainer
 
     def serve(self, policy: Policy):
@@ -362,14 +381,21 @@ class Runtime:
             payload = (
                 ray.put(adapter_payload(policy.adapter)) if policy.adapter and not full else None
             )
-            engine = cfg.engine.build(self.model_dir, enable_lora=not full, seed=cfg.seed,
-                                      weight_sync=full)  # fmt: skip
+            engine = cfg.engine.build(
+                self.model_dir, enable_lora=not full, seed=cfg.seed, weight_sync=full
+            )
             self.pool = ReplicaPool.start(
-                r.count, engine, num_cpus=r.num_cpus, num_gpus=r.num_gpus,
-                resources=r.resources or None, max_restarts=r.max_restarts,
-                temperature=r.temperature, env={**r.env, **self.monitor.actor_env()},
-                version=0 if full else policy.version, adapter=payload,
-            )  # fmt: skip
+                r.count,
+                engine,
+                num_cpus=r.num_cpus,
+                num_gpus=r.num_gpus,
+                resources=r.resources or None,
+                max_restarts=r.max_restarts,
+                temperature=r.temperature,
+                env={**r.env, **self.monitor.actor_env()},
+                version=0 if full else policy.version,
+                adapter=payload,
+            )
             run_sync(self.pool.wait_ready())
         elif len(self.pool.healthy()) < len(self.pool.replicas):
             # a replica the last stage lost (restarted by Ray meanwhile) serves this one
@@ -381,10 +407,20 @@ class Runtime:
             else:
                 ref = self.get_trainer().publish.remote(policy.adapter)  # once, object store
                 seconds = run_sync(self.pool.broadcast(policy.version, ref))
-            self.broadcasts.append({"version": policy.version, "seconds": round(seconds, 3),
-                                    "sync": self.cfg.train.weight_sync})  # fmt: skip
-            log.info("broadcast version %d to %d replicas in %.2f s (%s)", policy.version,
-                     len(self.pool.healthy()), seconds, self.cfg.train.weight_sync)  # fmt: skip
+            self.broadcasts.append(
+                {
+                    "version": policy.version,
+                    "seconds": round(seconds, 3),
+                    "sync": self.cfg.train.weight_sync,
+                }
+            )
+            log.info(
+                "broadcast version %d to %d replicas in %.2f s (%s)",
+                policy.version,
+                len(self.pool.healthy()),
+                seconds,
+                self.cfg.train.weight_sync,
+            )
         return self.pool
 
     def close(self) -> None:
@@ -479,8 +515,9 @@ def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dic
         score = lambda part: scatter(rt.pool, "perplexity", part)  # noqa: E731
         ppl = rt.monitor.counting(out.name, "samples", score, len(rt.pool.healthy()))(samples)
     elif shards > 1:
-        ppl = sharded_perplexity(rt.model_dir, policy.adapter, samples, shards,
-                                 num_cpus=rt.cfg.replicas.num_cpus or 1)  # fmt: skip
+        ppl = sharded_perplexity(
+            rt.model_dir, policy.adapter, samples, shards, num_cpus=rt.cfg.replicas.num_cpus or 1
+        )
     else:
         ppl = ray.get(rt.get_trainer().perplexity.remote(policy.adapter, samples))
     rt.monitor.progress(out.name, len(samples), len(samples), unit="samples")
@@ -490,17 +527,20 @@ def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dic
         from itool_ray.envs.synth_multi_turn import read_multi_turn, write_multi_turn
 
         candidates = read_multi_turn(data_dir / MT_REINFORCE)
-        ppl = entry_perplexities(candidates, {s.id: h for s, h in zip(samples, ppl,
-                                                                      strict=True)})  # fmt: skip
+        ppl = entry_perplexities(candidates, {s.id: h for s, h in zip(samples, ppl, strict=True)})
         selection = select_hard(candidates, ppl, rt.cfg.train.alpha)
         write_multi_turn(out / MT_HARD, selection.chosen)
     else:
         selection = select_hard(samples, ppl, rt.cfg.train.alpha)
         write_samples(out / "hard.jsonl", selection.chosen)
     (out / "selection.json").write_text(json.dumps(selection.to_dict(), indent=1))
-    return {"candidates": len(candidates), "kept": len(selection.chosen),
-            "threshold": selection.threshold, "version": policy.version,
-            "perplexity_on": on}  # fmt: skip
+    return {
+        "candidates": len(candidates),
+        "kept": len(selection.chosen),
+        "threshold": selection.threshold,
+        "version": policy.version,
+        "perplexity_on": on,
+    }
 
 
 def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dict:
@@ -517,11 +557,18 @@ def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dic
     else:
         samples = read_samples(select_dir / "hard.jsonl")
     stage = out.name
-    result = run_rollout(samples, rt.cfg.mcts.build(), out, pool=pool,
-                         settings=rt.cfg.manager.build(), manager_cpus=rt.cfg.manager.num_cpus,
-                         autoscale=rt.cfg.replicas.autoscale(), log_dir=rt.monitor.logs_dir,
-                         on_progress=lambda r: rt.monitor.mcts_record(stage, r),
-                         env=env)  # fmt: skip
+    result = run_rollout(
+        samples,
+        rt.cfg.mcts.build(),
+        out,
+        pool=pool,
+        settings=rt.cfg.manager.build(),
+        manager_cpus=rt.cfg.manager.num_cpus,
+        autoscale=rt.cfg.replicas.autoscale(),
+        log_dir=rt.monitor.logs_dir,
+        on_progress=lambda r: rt.monitor.mcts_record(stage, r),
+        env=env,
+    )
     summary = result.summary
     keep = ("trees_finished", "pairs", "expansions", "failures", "prefix_cache_hit_rate")
     out = {k: summary[k] for k in keep if k in summary} | {"version": policy.version}
@@ -541,8 +588,10 @@ def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:
     result = rt.monitor.follow(
         trainer.dpo.remote(policy.adapter, train, str(out), settings, heldout), out
     )
-    trees = {"trained_trees": len({p.tree_id for p in train}),
-             "heldout_trees": len({p.tree_id for p in heldout})}  # fmt: skip
+    trees = {
+        "trained_trees": len({p.tree_id for p in train}),
+        "heldout_trees": len({p.tree_id for p in heldout}),
+    }
     return {**result, **trees}
 
 
@@ -583,8 +632,12 @@ def stage_plan(cfg: ITOolConfig) -> dict[str, StageSpec]:
         select = {**engine, "alpha": cfg.train.alpha, "perplexity_on": cfg.train.perplexity_on}
         sampling = {"mcts": cfg.mcts.build().to_dict(), "temperature": cfg.replicas.temperature}
         mcts = {**engine, **sampling}
-        dpo = {**model, "lora": lora, "dpo": _trainer_settings(cfg.train.dpo),
-               "heldout_pairs": cfg.train.heldout_pairs}  # fmt: skip
+        dpo = {
+            **model,
+            "lora": lora,
+            "dpo": _trainer_settings(cfg.train.dpo),
+            "heldout_pairs": cfg.train.heldout_pairs,
+        }
         plan[f"{name}-select"] = StageSpec(select, ("data", *policy))
         plan[f"{name}-mcts"] = StageSpec(mcts, (f"{name}-select", *policy))
         plan[f"{name}-dpo"] = StageSpec(dpo, (f"{name}-mcts", *policy))
@@ -630,8 +683,14 @@ def run_itool(
     monitor = monitor or RunMonitor(log)
     log = monitor.log
     plan = stage_plan(cfg)
-    stages = StageRunner(cfg.run_dir, log, cfg.stop_after, plan=plan,
-                         rerun_changed=cfg.rerun_changed, on_event=monitor.stage)  # fmt: skip
+    stages = StageRunner(
+        cfg.run_dir,
+        log,
+        cfg.stop_after,
+        plan=plan,
+        rerun_changed=cfg.rerun_changed,
+        on_event=monitor.stage,
+    )
     stages.check()  # before config.json: it never claims settings a kept stage was not made with
     (Path(cfg.run_dir) / "config.json").write_text(cfg.model_dump_json(indent=1))
     monitor.open(cfg.run_dir, list(plan))
@@ -656,8 +715,14 @@ def run_itool(
         if cfg.train.export_merged and policy.adapter:
             import ray
 
-            stages.run("export", lambda out: {"merged": ray.get(
-                rt.get_trainer().export_merged.remote(policy.adapter, str(out / "model")))})  # fmt: skip
+            stages.run(
+                "export",
+                lambda out: {
+                    "merged": ray.get(
+                        rt.get_trainer().export_merged.remote(policy.adapter, str(out / "model"))
+                    )
+                },
+            )
     except StopAfter as stop:
         log(f"[job] stopped after stage {stop} as asked; run again without stop_after to resume")
     finally:

@@ -293,8 +293,14 @@ def _plot_tree(plt, tree: dict[str, Any], save) -> None:
         label = (text[:22] + "...") if len(text) > 25 else text
         label = label or ("(root)" if tree["parent"][i] < 0 else "(empty step)")
         ax.scatter([x], [-d], s=220, color=colour, edgecolors="k", zorder=2)
-        ax.annotate(f"{label}\nQ={_fmt(q, 2)} N={tree['visits'][i]}", (x, -d),
-                    textcoords="offset points", xytext=(0, -22), ha="center", fontsize=6)  # fmt: skip
+        ax.annotate(
+            f"{label}\nQ={_fmt(q, 2)} N={tree['visits'][i]}",
+            (x, -d),
+            textcoords="offset points",
+            xytext=(0, -22),
+            ha="center",
+            fontsize=6,
+        )
     ax.set_title(f"Search tree {tree['tree_id']} ({len(tree['parent'])} nodes, colour = Q)")
     ax.axis("off")
     ax.set_ylim(-depth + 0.3, 0.6)

@@ -39,8 +39,11 @@ def measure(block: int, data_dir: Path, repeat: int, max_tokens: int) -> list[fl
     from itool_ray.policy import EngineConfig, VLLMPolicy
 
     samples = held_out(data_dir)
-    policy = VLLMPolicy(EngineConfig(model=str(prepare_smollm2()), max_model_len=4096,
-                                     enable_lora=True, block_size=block))  # fmt: skip
+    policy = VLLMPolicy(
+        EngineConfig(
+            model=str(prepare_smollm2()), max_model_len=4096, enable_lora=True, block_size=block
+        )
+    )
     try:
         respond = policy_responder(policy, max_tokens=max_tokens)
         times = []
@@ -67,8 +70,18 @@ def main(
         return
     per_size: dict[int, list[float]] = {}
     for block in (int(b) for b in sizes.split(",")):
-        cmd = [sys.executable, __file__, "--child", str(block), "--data-dir", str(data_dir),
-               "--repeat", str(repeat), "--max-tokens", str(max_tokens)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(block),
+            "--data-dir",
+            str(data_dir),
+            "--repeat",
+            str(repeat),
+            "--max-tokens",
+            str(max_tokens),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"block {block} failed:\n{proc.stderr[-3000:]}")

@@ -40,8 +40,13 @@ def make_adapter(model_dir: str, out: Path, seed: int, rank: int = 8) -> Path:
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
-                     init_lora_weights=False, task_type="CAUSAL_LM")  # fmt: skip
+    cfg = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules="all-linear",
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(base, cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -78,16 +83,23 @@ def main(
 
     model_dir = str(resolve_model(model))
     init_ray(num_cpus=max(2, replicas + 1))
-    env = {"VLLM_CPU_KVCACHE_SPACE": f"{kv_gb:g}", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    env = {
+        "VLLM_CPU_KVCACHE_SPACE": f"{kv_gb:g}",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     engine = EngineSection(cpu_kvcache_gb=kv_gb, max_model_len=1024)
     sample = Sample(id="probe", tools=(), messages=({"role": "user", "content": "Hi"},), gold="")
     work = Path(tempfile.mkdtemp(prefix="itool-bench-broadcast-"))
 
     def start(folder: str, lora: bool, weight_sync: bool = False) -> ReplicaPool:
-        pool = ReplicaPool.start(replicas, engine.build(folder, enable_lora=lora,
-                                                        weight_sync=weight_sync),
-                                 num_cpus=1, env=env, max_restarts=0)  # fmt: skip
+        pool = ReplicaPool.start(
+            replicas,
+            engine.build(folder, enable_lora=lora, weight_sync=weight_sync),
+            num_cpus=1,
+            env=env,
+            max_restarts=0,
+        )
         run_sync(pool.wait_ready())
         return pool
 
@@ -154,15 +166,21 @@ def main(
     }
     if full_s:
         f = statistics.median(full_s)
-        result |= {"full_sync_s": [round(x, 3) for x in full_s], "median_full_sync_s": round(f, 3),
-                   "full_sync_speedup": round(r / f, 1), "bucket_mb": bucket_mb}  # fmt: skip
+        result |= {
+            "full_sync_s": [round(x, 3) for x in full_s],
+            "median_full_sync_s": round(f, 3),
+            "full_sync_speedup": round(r / f, 1),
+            "bucket_mb": bucket_mb,
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     print(f"broadcast {b:.2f} s vs restart {r:.2f} s: {r / b:.1f}x faster")
     if full_s:
-        print(f"full-weight sync {statistics.median(full_s):.2f} s vs restart {r:.2f} s: "
-              f"{r / statistics.median(full_s):.1f}x faster")  # fmt: skip
+        print(
+            f"full-weight sync {statistics.median(full_s):.2f} s vs restart {r:.2f} s: "
+            f"{r / statistics.median(full_s):.1f}x faster"
+        )
 
 
 if __name__ == "__main__":

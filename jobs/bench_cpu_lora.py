@@ -44,13 +44,21 @@ def prompts(model_dir: str, count: int, seed: int) -> list[list[int]]:
     return [tok(render_prompt(s, tok), add_special_tokens=False)["input_ids"] for s in samples]
 
 
-def measure(variant: str, model_dir: str, adapter: str, ids: list[list[int]], caching: bool,
-            repeat: int) -> dict:  # fmt: skip
+def measure(
+    variant: str, model_dir: str, adapter: str, ids: list[list[int]], caching: bool, repeat: int
+) -> dict:
     """In this process: start the engine, run the workload, return the best of ``repeat``."""
     from itool_ray.policy import EngineConfig, VLLMPolicy
 
-    policy = VLLMPolicy(EngineConfig(model=model_dir, dtype="auto", max_model_len=4096,
-                                     enable_lora=True, enable_prefix_caching=caching))  # fmt: skip
+    policy = VLLMPolicy(
+        EngineConfig(
+            model=model_dir,
+            dtype="auto",
+            max_model_len=4096,
+            enable_lora=True,
+            enable_prefix_caching=caching,
+        )
+    )
     try:
         if variant != "base":
             policy.load_policy(1, adapter)
@@ -99,10 +107,20 @@ def main(
                 env = dict(
                     os.environ, ITOOL_RAY_CPU_LORA_KERNELS="0" if variant == "vllm-ops" else "1"
                 )
-                job = dict(variant=variant, model_dir=model_dir, adapter=adapter, ids=ids,
-                           caching=caching, repeat=repeat)  # fmt: skip
-                proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)],
-                                      env=env, capture_output=True, text=True)  # fmt: skip
+                job = dict(
+                    variant=variant,
+                    model_dir=model_dir,
+                    adapter=adapter,
+                    ids=ids,
+                    caching=caching,
+                    repeat=repeat,
+                )
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", json.dumps(job)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
                 if proc.returncode != 0:
                     raise SystemExit(f"{variant}/{workload} failed:\n{proc.stderr[-3000:]}")
                 fig = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -111,12 +129,23 @@ def main(
     lines = []
     for workload in ("prefill", "expand"):
         r = {v: results[f"{workload}/{v}"]["seconds"] for v in VARIANTS}
-        lines.append(f"{workload}: vllm-ops / grouped = {r['vllm-ops'] / r['grouped']:.2f}x, "
-                     f"grouped / base = {r['grouped'] / r['base']:.2f}x")  # fmt: skip
+        lines.append(
+            f"{workload}: vllm-ops / grouped = {r['vllm-ops'] / r['grouped']:.2f}x, "
+            f"grouped / base = {r['grouped'] / r['base']:.2f}x"
+        )
     print("\n".join(lines))
     if out is not None:
-        out.write_text(json.dumps({"model": model, "prompts": len(ids), "mean_prompt_tokens":
-                                   mean_len, "results": results}, indent=2))  # fmt: skip
+        out.write_text(
+            json.dumps(
+                {
+                    "model": model,
+                    "prompts": len(ids),
+                    "mean_prompt_tokens": mean_len,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -178,8 +178,11 @@ class FakeReplica:
                 step.append(self._queue.popleft())
                 units += self._units(*step[-1][:2])
             j = cost.jitter
-            seconds = cost.latency * self._rng.uniform(1 - j, 1 + j) * max(1, math.ceil(
-                units / cost.batch - 1e-9))  # fmt: skip
+            seconds = (
+                cost.latency
+                * self._rng.uniform(1 - j, 1 + j)
+                * max(1, math.ceil(units / cost.batch - 1e-9))
+            )
             await asyncio.sleep(seconds)
             st.busy_seconds += seconds
             st.steps += 1
@@ -200,8 +203,11 @@ class FakeReplica:
         for r, steps in zip(requests, self.engine.expand(requests), strict=True):
             texts = list(dict.fromkeys(s.text for s in steps))
             evals = [EvalRequest(r.tree_id, r.node_id, (), (), r.prefix + t, False) for t in texts]
-            out.append(Expansion(steps, dict(zip(texts, self.engine.evaluate(evals), strict=True)),
-                                 self.version))  # fmt: skip
+            out.append(
+                Expansion(
+                    steps, dict(zip(texts, self.engine.evaluate(evals), strict=True)), self.version
+                )
+            )
         return out
 
 
@@ -235,17 +241,20 @@ class RecordingManager(TreeManager):
         self.recorder.mark(self.expansions)
 
 
-async def run_manager(samples, cfg: MCTSConfig, fakes: list[FakeReplica],
-                      settings: ManagerSettings, reward) -> tuple[dict, Recorder]:  # fmt: skip
-    manager = RecordingManager(samples, cfg, [(f.name, f) for f in fakes], settings=settings,
-                               outcome=reward)  # fmt: skip
+async def run_manager(
+    samples, cfg: MCTSConfig, fakes: list[FakeReplica], settings: ManagerSettings, reward
+) -> tuple[dict, Recorder]:
+    manager = RecordingManager(
+        samples, cfg, [(f.name, f) for f in fakes], settings=settings, outcome=reward
+    )
     manager.recorder = rec = Recorder()
     progress = await manager.run()
     return {**progress, "moves": manager.pool.moves}, rec
 
 
-async def run_lockstep(samples, cfg: MCTSConfig, fakes: list[FakeReplica],
-                       cost: FakeLatency, reward) -> tuple[dict, Recorder]:  # fmt: skip
+async def run_lockstep(
+    samples, cfg: MCTSConfig, fakes: list[FakeReplica], cost: FakeLatency, reward
+) -> tuple[dict, Recorder]:
     """Rounds (``Searcher``-style) against the fake replicas; tree i stays on replica i % R.
     The same simulation core as the manager; a terminal rollout goes on in the next round."""
     rec = Recorder()
@@ -288,8 +297,12 @@ async def run_lockstep(samples, cfg: MCTSConfig, fakes: list[FakeReplica],
                     going.append((i, nxt))
                 expansions += 1
         rec.mark(expansions)
-    return {"trees_finished": sum(t.done for t in trees), "expansions": expansions,
-            "failures": 0, "moves": 0}, rec  # fmt: skip
+    return {
+        "trees_finished": sum(t.done for t in trees),
+        "expansions": expansions,
+        "failures": 0,
+        "moves": 0,
+    }, rec
 
 
 @dataclass
@@ -314,9 +327,16 @@ class ModeResult:
     profile: str = field(default="", repr=False)
 
 
-def run_mode(mode: str, samples, cfg: MCTSConfig, cost: FakeLatency, replicas: int,
-             settings: ManagerSettings, reward: str = "calls",
-             profile: bool = False) -> ModeResult:  # fmt: skip
+def run_mode(
+    mode: str,
+    samples,
+    cfg: MCTSConfig,
+    cost: FakeLatency,
+    replicas: int,
+    settings: ManagerSettings,
+    reward: str = "calls",
+    profile: bool = False,
+) -> ModeResult:
     fakes = [FakeReplica(f"fake-replica-{i}", cost, seed=i) for i in range(replicas)]
     reward_fn = REWARDS[reward]()
     if mode == "ours":
@@ -346,33 +366,63 @@ def run_mode(mode: str, samples, cfg: MCTSConfig, cost: FakeLatency, replicas: i
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
         text = buf.getvalue()
     return ModeResult(
-        mode=mode, trees_finished=progress["trees_finished"], expansions=n,
-        fake_expansions=sum(f.stats.expansions for f in fakes), seconds=wall,
-        e2e_per_s=n / wall, steady_per_s=rec.steady(n), ideal_per_s=ideal,
-        e2e_ratio=n / wall / ideal, steady_ratio=rec.steady(n) / ideal,
-        busy_mean=sum(busy) / len(busy), busy_min=min(busy),
+        mode=mode,
+        trees_finished=progress["trees_finished"],
+        expansions=n,
+        fake_expansions=sum(f.stats.expansions for f in fakes),
+        seconds=wall,
+        e2e_per_s=n / wall,
+        steady_per_s=rec.steady(n),
+        ideal_per_s=ideal,
+        e2e_ratio=n / wall / ideal,
+        steady_ratio=rec.steady(n) / ideal,
+        busy_mean=sum(busy) / len(busy),
+        busy_min=min(busy),
         fill=sum(f.stats.requests_in_steps for f in fakes) / max(steps, 1) / cost.batch,
-        cpu_us_per_expansion=(cpu - fake_cpu) / max(n, 1) * 1e6, moves=progress["moves"],
-        t10=rec.at(0.1 * n)[0], t90=rec.at(0.9 * n)[0], profile=text,
-    )  # fmt: skip
+        cpu_us_per_expansion=(cpu - fake_cpu) / max(n, 1) * 1e6,
+        moves=progress["moves"],
+        t10=rec.at(0.1 * n)[0],
+        t90=rec.at(0.9 * n)[0],
+        profile=text,
+    )
 
 
-def simulate(*, trees: int = 2048, simulations: int = 16, k: int = 4, max_inflight: int = 8,
-             replicas: int = 64, cost: FakeLatency | None = None,
-             modes: tuple[str, ...] = ("ours", "one_inflight", "lockstep"),
-             reward: str = "calls", profile: bool = False, rollout: str = "terminal",
-             seed: int = 0) -> dict[str, ModeResult]:  # fmt: skip
+def simulate(
+    *,
+    trees: int = 2048,
+    simulations: int = 16,
+    k: int = 4,
+    max_inflight: int = 8,
+    replicas: int = 64,
+    cost: FakeLatency | None = None,
+    modes: tuple[str, ...] = ("ours", "one_inflight", "lockstep"),
+    reward: str = "calls",
+    profile: bool = False,
+    rollout: str = "terminal",
+    seed: int = 0,
+) -> dict[str, ModeResult]:
     """Run every mode on the same fake samples; returns {mode: ModeResult}."""
     cost = cost or FakeLatency()
     metrics.set_gauge("trees_active", 0)  # imports ray (a no-op without ray.init) before timing
     samples = make_fake_samples(trees, seed=seed)
-    cfg = MCTSConfig(k=k, simulations=simulations, max_inflight=max_inflight, max_depth=8,
-                     max_step_tokens=48, seed=seed, rollout=rollout)  # fmt: skip
+    cfg = MCTSConfig(
+        k=k,
+        simulations=simulations,
+        max_inflight=max_inflight,
+        max_depth=8,
+        max_step_tokens=48,
+        seed=seed,
+        rollout=rollout,
+    )
     settings = ManagerSettings(max_batch=cost.batch, checkpoint_every_s=0)
     if reward not in REWARDS:
         raise ValueError(f"reward: expected one of {', '.join(REWARDS)}, got {reward!r}")
-    return {m: run_mode(m, samples, cfg, cost, replicas, settings, reward,
-                        profile=profile and m == "ours") for m in modes}  # fmt: skip
+    return {
+        m: run_mode(
+            m, samples, cfg, cost, replicas, settings, reward, profile=profile and m == "ours"
+        )
+        for m in modes
+    }
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -405,22 +455,47 @@ def main(
     out: Path = typer.Option(Path("runs/bench/manager.json"), help="JSON figures"),
 ) -> None:
     cost = FakeLatency(latency=latency, batch=batch, jitter=jitter)
-    results = simulate(trees=trees, simulations=sims, k=k, max_inflight=max_inflight,
-                       replicas=replicas, cost=cost, modes=tuple(modes.split(",")),
-                       reward=reward, profile=profile, rollout=rollout)  # fmt: skip
-    print(f"{trees} trees x {sims} simulations ({rollout}) x k={k}, {replicas} fake replicas, "
-          f"step {latency:g} s +-{jitter:.0%} for {batch} expansions, "
-          f"ideal {cost.ideal(replicas):,.0f} expansions/s")  # fmt: skip
-    head = ("mode", "trees", "expansions", "seconds (10%, 90%)", "e2e/s", "e2e/ideal",
-            "steady/s", "steady/ideal", "busy mean", "busy min", "fill", "cpu us/exp",
-            "moves")  # fmt: skip
+    results = simulate(
+        trees=trees,
+        simulations=sims,
+        k=k,
+        max_inflight=max_inflight,
+        replicas=replicas,
+        cost=cost,
+        modes=tuple(modes.split(",")),
+        reward=reward,
+        profile=profile,
+        rollout=rollout,
+    )
+    print(
+        f"{trees} trees x {sims} simulations ({rollout}) x k={k}, {replicas} fake replicas, "
+        f"step {latency:g} s +-{jitter:.0%} for {batch} expansions, "
+        f"ideal {cost.ideal(replicas):,.0f} expansions/s"
+    )
+    head = (
+        "mode",
+        "trees",
+        "expansions",
+        "seconds (10%, 90%)",
+        "e2e/s",
+        "e2e/ideal",
+        "steady/s",
+        "steady/ideal",
+        "busy mean",
+        "busy min",
+        "fill",
+        "cpu us/exp",
+        "moves",
+    )
     print(" | ".join(head))
     for r in results.values():
-        print(f"{r.mode} | {r.trees_finished} | {r.expansions} | "
-              f"{r.seconds:.1f} ({r.t10:.1f}, {r.t90:.1f}) | {r.e2e_per_s:,.0f} | "
-              f"{r.e2e_ratio:.1%} | {r.steady_per_s:,.0f} | {r.steady_ratio:.1%} | "
-              f"{r.busy_mean:.1%} | {r.busy_min:.1%} | {r.fill:.1%} | "
-              f"{r.cpu_us_per_expansion:.0f} | {r.moves}")  # fmt: skip
+        print(
+            f"{r.mode} | {r.trees_finished} | {r.expansions} | "
+            f"{r.seconds:.1f} ({r.t10:.1f}, {r.t90:.1f}) | {r.e2e_per_s:,.0f} | "
+            f"{r.e2e_ratio:.1%} | {r.steady_per_s:,.0f} | {r.steady_ratio:.1%} | "
+            f"{r.busy_mean:.1%} | {r.busy_min:.1%} | {r.fill:.1%} | "
+            f"{r.cpu_us_per_expansion:.0f} | {r.moves}"
+        )
     ours = results.get("ours")
     speedups = {}
     if ours:
@@ -430,8 +505,10 @@ def main(
                     "e2e": ours.e2e_per_s / r.e2e_per_s,
                     "steady": ours.steady_per_s / max(r.steady_per_s, 1e-9),
                 }
-                print(f"ours / {r.mode}: e2e x{speedups[r.mode]['e2e']:.2f}, "
-                      f"steady x{speedups[r.mode]['steady']:.2f}")  # fmt: skip
+                print(
+                    f"ours / {r.mode}: e2e x{speedups[r.mode]['e2e']:.2f}, "
+                    f"steady x{speedups[r.mode]['steady']:.2f}"
+                )
         if ours.profile:
             print(ours.profile)
     record = {
@@ -439,14 +516,22 @@ def main(
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "workload": {"trees": trees, "simulations": sims, "k": k, "max_inflight": max_inflight,
-                     "replicas": replicas, "reward": reward, "rollout": rollout,
-                     **asdict(cost),
-                     "ideal_per_s": cost.ideal(replicas)},
-        "results": {m: {k_: v for k_, v in asdict(r).items() if k_ != "profile"}
-                    for m, r in results.items()},
+        "workload": {
+            "trees": trees,
+            "simulations": sims,
+            "k": k,
+            "max_inflight": max_inflight,
+            "replicas": replicas,
+            "reward": reward,
+            "rollout": rollout,
+            **asdict(cost),
+            "ideal_per_s": cost.ideal(replicas),
+        },
+        "results": {
+            m: {k_: v for k_, v in asdict(r).items() if k_ != "profile"} for m, r in results.items()
+        },
         "ours_over": speedups,
-    }  # fmt: skip
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     print(f"wrote {out}")

@@ -69,17 +69,29 @@ def record(samples, cfg: MCTSConfig, engine: FakeEngine):
         if not batch:
             return recs
         reqs = [
-            ExpandRequest(trees[i].tree_id, leaf.node, (), (), p, cfg.k, cfg.max_step_tokens,
-                          request_seed(cfg.seed, trees[i].tree_id, p))
+            ExpandRequest(
+                trees[i].tree_id,
+                leaf.node,
+                (),
+                (),
+                p,
+                cfg.k,
+                cfg.max_step_tokens,
+                request_seed(cfg.seed, trees[i].tree_id, p),
+            )
             for i, leaf, p in batch
-        ]  # fmt: skip
+        ]
         for (i, leaf, p), steps in zip(batch, engine.expand(reqs), strict=True):
             cands = trees[i].expand(leaf, steps)
-            evals = [EvalRequest(trees[i].tree_id, leaf.node, (), (), p + c.text, c.terminal)
-                     for c in cands]  # fmt: skip
+            evals = [
+                EvalRequest(trees[i].tree_id, leaf.node, (), (), p + c.text, c.terminal)
+                for c in cands
+            ]
             conf = engine.evaluate(evals)
-            rewards = [fake_outcome(samples[i], e.response, e.terminal) + c
-                       for e, c in zip(evals, conf, strict=True)]  # fmt: skip
+            rewards = [
+                fake_outcome(samples[i], e.response, e.terminal) + c
+                for e, c in zip(evals, conf, strict=True)
+            ]
             trees[i].backup(leaf, rewards)
             recs[i][1].append((steps, rewards))
 
@@ -158,11 +170,17 @@ class NaiveTree:
             return None
         while node.children:
             scores = [
-                puct_score(effective_q(c.Q, c.N, c.inflight, cfg.virtual_loss), c.prior,
-                           node.N + node.inflight, c.N + c.inflight, cfg.c_puct)
-                if c.open else -math.inf
+                puct_score(
+                    effective_q(c.Q, c.N, c.inflight, cfg.virtual_loss),
+                    c.prior,
+                    node.N + node.inflight,
+                    c.N + c.inflight,
+                    cfg.c_puct,
+                )
+                if c.open
+                else -math.inf
                 for c in node.children
-            ]  # fmt: skip
+            ]
             node = node.children[scores.index(max(scores))]
         n = node
         while n is not None:

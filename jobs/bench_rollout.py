@@ -180,20 +180,40 @@ async def take_prompts(pool: ReplicaPool) -> list[tuple[int, ...]]:
 
 
 def delta(after: list[dict], before: list[dict]) -> list[dict]:
-    keys = ("busy_seconds", "uptime_seconds", "prompt_tokens", "cached_prompt_tokens",
-            "generated_tokens", "expansions")  # fmt: skip
+    keys = (
+        "busy_seconds",
+        "uptime_seconds",
+        "prompt_tokens",
+        "cached_prompt_tokens",
+        "generated_tokens",
+        "expansions",
+    )
     return [{k: a[k] - b[k] for k in keys} for a, b in zip(after, before, strict=True)]
 
 
 async def warm_up(pool: ReplicaPool, sample, cfg: MCTSConfig) -> None:
     """One expansion per replica on a sample outside the workload (first-call costs)."""
-    req = ExpandRequest(str(sample.id), 0, tuple(sample.messages), tuple(sample.tools), "",
-                        cfg.k, cfg.max_step_tokens, request_seed(cfg.seed, str(sample.id), ""))  # fmt: skip
+    req = ExpandRequest(
+        str(sample.id),
+        0,
+        tuple(sample.messages),
+        tuple(sample.tools),
+        "",
+        cfg.k,
+        cfg.max_step_tokens,
+        request_seed(cfg.seed, str(sample.id), ""),
+    )
     await asyncio.gather(*(st.handle.expand.remote([req]) for st in pool.replicas))
 
 
-async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
-                   seconds: float, block: int = CPU_BLOCK_SIZE) -> ModeResult:  # fmt: skip
+async def run_mode(
+    pool: ReplicaPool,
+    samples,
+    cfg: MCTSConfig,
+    sched: Schedule,
+    seconds: float,
+    block: int = CPU_BLOCK_SIZE,
+) -> ModeResult:
     handles = [(st.name, st.handle) for st in pool.replicas]
     before = await wait_idle(pool)
     await take_prompts(pool)  # the warm-up's and earlier modes' prompts are not this mode's
@@ -209,22 +229,43 @@ async def run_mode(pool: ReplicaPool, samples, cfg: MCTSConfig, sched: Schedule,
     cached = sum(d["cached_prompt_tokens"] for d in moved)
     last_t, n = marks[-1]
     return ModeResult(
-        mode=sched.name, trees_finished=sum(len(m.finished) for m in managers), expansions=n,
-        pairs=sum(m.pairs_emitted for m in managers), seconds=last_t, window=window,
-        per_s=n / last_t if last_t else 0.0, per_window_s=n / window,
+        mode=sched.name,
+        trees_finished=sum(len(m.finished) for m in managers),
+        expansions=n,
+        pairs=sum(m.pairs_emitted for m in managers),
+        seconds=last_t,
+        window=window,
+        per_s=n / last_t if last_t else 0.0,
+        per_window_s=n / window,
         completions=len(marks) - 1,
         replica_busy_fraction=summary["replica_busy_fraction"],
         prefix_cache_hit_rate=summary["prefix_cache_hit_rate"],
         generated_tokens=summary["generated_tokens"],
-        prompt_tokens=prompt, prefill_tokens=prompt - cached, unique_prefix_tokens=unique,
-        prefill_ratio=prefill_ratio(prompt, cached, unique), prompts=len(sent),
+        prompt_tokens=prompt,
+        prefill_tokens=prompt - cached,
+        unique_prefix_tokens=unique,
+        prefill_ratio=prefill_ratio(prompt, cached, unique),
+        prompts=len(sent),
         tail_tokens=tail_tokens(sent, block),
         schedule=asdict(sched),
-    )  # fmt: skip
+    )
 
 
-async def run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas, env, kv_gb, dtype,
-                  seed, seconds, block_size=None) -> dict[str, ModeResult]:  # fmt: skip
+async def run_all(
+    wanted,
+    scheds,
+    samples,
+    warm,
+    cfg,
+    model_dir,
+    replicas,
+    env,
+    kv_gb,
+    dtype,
+    seed,
+    seconds,
+    block_size=None,
+) -> dict[str, ModeResult]:
     """One pool per engine setting (caching on, then off); its modes in the order given."""
     from itool_ray.policy import EngineConfig
 
@@ -233,9 +274,15 @@ async def run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas, env, 
         group = [m for m in wanted if scheds[m].prefix_caching is caching]
         if not group:
             continue
-        engine = EngineConfig(model=model_dir, dtype=dtype, enable_prefix_caching=caching,
-                              cpu_kvcache_gb=kv_gb, seed=seed, block_size=block_size,
-                              record_prompts=True)  # fmt: skip
+        engine = EngineConfig(
+            model=model_dir,
+            dtype=dtype,
+            enable_prefix_caching=caching,
+            cpu_kvcache_gb=kv_gb,
+            seed=seed,
+            block_size=block_size,
+            record_prompts=True,
+        )
         log.info("starting %d replica(s), prefix caching %s", replicas, caching)
         pool = ReplicaPool.start(replicas, engine, num_cpus=1, env=env, max_restarts=0)
         try:
@@ -243,8 +290,9 @@ async def run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas, env, 
             await warm_up(pool, warm, cfg)
             for m in group:
                 log.info("mode %s: %g s window", m, seconds)
-                results[m] = await run_mode(pool, samples, cfg, scheds[m], seconds,
-                                            block_size or CPU_BLOCK_SIZE)  # fmt: skip
+                results[m] = await run_mode(
+                    pool, samples, cfg, scheds[m], seconds, block_size or CPU_BLOCK_SIZE
+                )
                 log.info("mode %s: %s", m, results[m])
         finally:
             pool.shutdown()
@@ -288,32 +336,72 @@ def main(
     all_samples = load_named("synth", limit=trees + 1, seed=seed)
     samples, warm = all_samples[:trees], all_samples[trees]
     model_dir = str(resolve_model(model))
-    cfg = MCTSConfig(k=k, simulations=sims, max_inflight=max_inflight, max_step_tokens=step_tokens,
-                     max_depth=max_depth, seed=seed)  # fmt: skip
+    cfg = MCTSConfig(
+        k=k,
+        simulations=sims,
+        max_inflight=max_inflight,
+        max_step_tokens=step_tokens,
+        max_depth=max_depth,
+        seed=seed,
+    )
     scheds = schedules(max_inflight, paper_trees)
-    env = {"VLLM_CPU_KVCACHE_SPACE": f"{kv_gb:g}", "OMP_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    env = {
+        "VLLM_CPU_KVCACHE_SPACE": f"{kv_gb:g}",
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     from itool_ray.rollout.run import loopback_only
 
     loopback_only()
-    ray.init(num_cpus=max(os.cpu_count() or 1, replicas), _node_ip_address="127.0.0.1",
-             include_dashboard=False, log_to_driver=verbose)  # fmt: skip
+    ray.init(
+        num_cpus=max(os.cpu_count() or 1, replicas),
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        log_to_driver=verbose,
+    )
     try:
-        results = asyncio.run(run_all(wanted, scheds, samples, warm, cfg, model_dir, replicas,
-                                      env, kv_gb, dtype, seed, seconds,
-                                      block_size or None))  # fmt: skip
+        results = asyncio.run(
+            run_all(
+                wanted,
+                scheds,
+                samples,
+                warm,
+                cfg,
+                model_dir,
+                replicas,
+                env,
+                kv_gb,
+                dtype,
+                seed,
+                seconds,
+                block_size or None,
+            )
+        )
     finally:
         ray.shutdown()
     report(results, model, trees, sims, k, seconds, replicas, cfg, out)
 
 
-def report(results: dict[str, ModeResult], model: str, trees: int, sims: int, k: int,
-           seconds: float, replicas: int, cfg: MCTSConfig, out: Path) -> None:  # fmt: skip
-    print(f"\n{model}: {trees} trees x {sims} simulations x k={k}, {replicas} replica(s), "
-          f"{seconds:g} s window per mode")  # fmt: skip
-    print("mode | trees done | expansions (completions) | seconds | expansions/s | "
-          "ours / mode | per window/s | replica busy | prefix-cache hit | prefill ratio "
-          "(computed / unique prompt tokens) | generated tokens")  # fmt: skip
+def report(
+    results: dict[str, ModeResult],
+    model: str,
+    trees: int,
+    sims: int,
+    k: int,
+    seconds: float,
+    replicas: int,
+    cfg: MCTSConfig,
+    out: Path,
+) -> None:
+    print(
+        f"\n{model}: {trees} trees x {sims} simulations x k={k}, {replicas} replica(s), "
+        f"{seconds:g} s window per mode"
+    )
+    print(
+        "mode | trees done | expansions (completions) | seconds | expansions/s | "
+        "ours / mode | per window/s | replica busy | prefix-cache hit | prefill ratio "
+        "(computed / unique prompt tokens) | generated tokens"
+    )
     ours = results.get("ours")
     ratios = {}
     for r in results.values():
@@ -328,17 +416,23 @@ def report(results: dict[str, ModeResult], model: str, trees: int, sims: int, k:
         if r.prefill_ratio is not None and r.unique_prefix_tokens:
             rest = (r.prefill_tokens - r.tail_tokens) / r.unique_prefix_tokens
             pr += f"; {rest:.2f} without the {r.tail_tokens:,} block-tail tokens"
-        print(f"{r.mode} | {r.trees_finished} | {r.expansions} ({r.completions}) | "
-              f"{r.seconds:.1f} | {r.per_s:.3f} | {shown} | {r.per_window_s:.3f} | {busy} | "
-              f"{r.prefix_cache_hit_rate:.1%} | {pr} ({r.prefill_tokens:,} / "
-              f"{r.unique_prefix_tokens:,}) | {r.generated_tokens}")  # fmt: skip
+        print(
+            f"{r.mode} | {r.trees_finished} | {r.expansions} ({r.completions}) | "
+            f"{r.seconds:.1f} | {r.per_s:.3f} | {shown} | {r.per_window_s:.3f} | {busy} | "
+            f"{r.prefix_cache_hit_rate:.1%} | {pr} ({r.prefill_tokens:,} / "
+            f"{r.unique_prefix_tokens:,}) | {r.generated_tokens}"
+        )
     for r in results.values():
         if not r.expansions:
-            print(f"note: {r.mode} completed no replica call within {seconds:g} s; "
-                  "its first call is bigger than the window (raise --seconds)")  # fmt: skip
+            print(
+                f"note: {r.mode} completed no replica call within {seconds:g} s; "
+                "its first call is bigger than the window (raise --seconds)"
+            )
         elif r.completions < 5:
-            print(f"note: {r.mode} rate rests on {r.completions} completion(s); "
-                  "rough (raise --seconds)")  # fmt: skip
+            print(
+                f"note: {r.mode} rate rests on {r.completions} completion(s); "
+                "rough (raise --seconds)"
+            )
     record: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
         "command": " ".join(shlex.quote(a) for a in sys.argv),

@@ -114,24 +114,34 @@ class Soak:
         return time.monotonic() - self.started
 
 
-def run_waves(soak: Soak, pool, cfg, settings, out: Path, trees: int, seed: int,
-              deadline: float) -> None:  # fmt: skip
+def run_waves(
+    soak: Soak, pool, cfg, settings, out: Path, trees: int, seed: int, deadline: float
+) -> None:
     from itool_ray.data import synthesize
     from itool_ray.rollout import run_rollout
 
     try:
         w = 0
         while time.monotonic() < deadline:
-            samples = list(synthesize(num_samples=trees, seed=seed * 1000 + w,
-                                      max_candidates=3).samples)  # fmt: skip
+            samples = list(
+                synthesize(num_samples=trees, seed=seed * 1000 + w, max_candidates=3).samples
+            )
             name = f"soak-manager-{w}-{uuid.uuid4().hex[:6]}"
             rec = Wave(w, trees, round(soak.now(), 2))
             soak.waves.append(rec)
             soak.manager, soak.wave = name, w
             t0 = time.monotonic()
             try:
-                res = run_rollout(samples, cfg, out / f"wave-{w}", pool=pool, settings=settings,
-                                  manager_name=name, manager_restarts=1000, progress=False)  # fmt: skip
+                res = run_rollout(
+                    samples,
+                    cfg,
+                    out / f"wave-{w}",
+                    pool=pool,
+                    settings=settings,
+                    manager_name=name,
+                    manager_restarts=1000,
+                    progress=False,
+                )
                 rec.manager_restarts = res.progress["manager_restarts"]
             except Exception as e:  # recorded: a soak that cannot finish a wave failed
                 rec.error = f"{type(e).__name__}: {e}"[:500]
@@ -208,8 +218,9 @@ class Monitor:
                 log.warning("stall: no expansion for %.0f s", now - self.last_expansion)
         elif self._stall_from is not None:  # expansions again, or the wave ended
             end = self.last_expansion if self.last_expansion > self._stall_from else now
-            self.stalls.append({"from": round(self._stall_from, 2),
-                                "seconds": round(end - self._stall_from, 2)})  # fmt: skip
+            self.stalls.append(
+                {"from": round(self._stall_from, 2), "seconds": round(end - self._stall_from, 2)}
+            )
             self._stall_from = None
         for f in faults:
             if f.recovery_s is None and not f.note:
@@ -235,16 +246,27 @@ class Monitor:
 
     def close(self, faults: list[Fault]) -> None:
         if self._stall_from is not None:
-            self.stalls.append({"from": round(self._stall_from, 2),
-                                "seconds": round(self.soak.now() - self._stall_from, 2),
-                                "open_at_end": True})  # fmt: skip
+            self.stalls.append(
+                {
+                    "from": round(self._stall_from, 2),
+                    "seconds": round(self.soak.now() - self._stall_from, 2),
+                    "open_at_end": True,
+                }
+            )
         for f in faults:
             if f.recovery_s is None and not f.note:
                 f.note = "not recovered when the soak ended"
 
 
-def inject(kind: str, soak: Soak, pool, monitor: Monitor, faults: list[Fault],
-           hang_s: float, rng: random.Random) -> Fault | None:  # fmt: skip
+def inject(
+    kind: str,
+    soak: Soak,
+    pool,
+    monitor: Monitor,
+    faults: list[Fault],
+    hang_s: float,
+    rng: random.Random,
+) -> Fault | None:
     """One fault of ``kind`` on a target that recovered from the last one (None: none)."""
     import ray
 
@@ -259,8 +281,11 @@ def inject(kind: str, soak: Soak, pool, monitor: Monitor, faults: list[Fault],
         kill_manager(name)
     else:
         # the manager holds the pool's health during a wave: aim by the faults injected
-        live = [i for i, st in enumerate(pool.replicas) if not st.retired
-                and st.name not in pending and st.name in monitor.replicas]  # fmt: skip
+        live = [
+            i
+            for i, st in enumerate(pool.replicas)
+            if not st.retired and st.name not in pending and st.name in monitor.replicas
+        ]
         if not live:
             return None
         i = rng.choice(live)
@@ -338,21 +363,46 @@ def main(
         )
     model_dir = str(resolve_model(model))
     run_dir = run_dir / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    cfg = MCTSConfig(k=k, simulations=sims, max_inflight=max_inflight, max_step_tokens=step_tokens,
-                     max_depth=max_depth, max_tokens=256, seed=seed)  # fmt: skip
-    settings = ManagerSettings(max_batch=max_batch, checkpoint_every_s=2.0, revive_every_s=2.0,
-                               call_timeout_s=call_timeout_s)  # fmt: skip
-    env = {"VLLM_CPU_KVCACHE_SPACE": f"{kv_gb:g}", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-    engine = EngineConfig(model=model_dir, dtype="float32" if model == "tiny" else "auto",
-                          max_model_len=4096, enable_lora=False, cpu_kvcache_gb=kv_gb,
-                          max_logprobs=4096 if model == "tiny" else 20, seed=seed)  # fmt: skip
+    cfg = MCTSConfig(
+        k=k,
+        simulations=sims,
+        max_inflight=max_inflight,
+        max_step_tokens=step_tokens,
+        max_depth=max_depth,
+        max_tokens=256,
+        seed=seed,
+    )
+    settings = ManagerSettings(
+        max_batch=max_batch,
+        checkpoint_every_s=2.0,
+        revive_every_s=2.0,
+        call_timeout_s=call_timeout_s,
+    )
+    env = {
+        "VLLM_CPU_KVCACHE_SPACE": f"{kv_gb:g}",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    engine = EngineConfig(
+        model=model_dir,
+        dtype="float32" if model == "tiny" else "auto",
+        max_model_len=4096,
+        enable_lora=False,
+        cpu_kvcache_gb=kv_gb,
+        max_logprobs=4096 if model == "tiny" else 20,
+        seed=seed,
+    )
     rng = random.Random(seed)
     loopback_only()
-    ray.init(num_cpus=max(os.cpu_count() or 1, replicas + 1), _node_ip_address="127.0.0.1",
-             include_dashboard=False, log_to_driver=verbose)  # fmt: skip
-    pool = ReplicaPool.start(replicas, engine, num_cpus=1, env=env, max_restarts=-1,
-                             replica_cls=ChaosReplica)  # fmt: skip
+    ray.init(
+        num_cpus=max(os.cpu_count() or 1, replicas + 1),
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        log_to_driver=verbose,
+    )
+    pool = ReplicaPool.start(
+        replicas, engine, num_cpus=1, env=env, max_restarts=-1, replica_cls=ChaosReplica
+    )
     injected: list[Fault] = []
     try:
         log.info("starting %d replica(s) of %s", replicas, model)
@@ -360,9 +410,10 @@ def main(
         soak = Soak()
         deadline = time.monotonic() + minutes * 60
         worker = threading.Thread(
-            target=run_waves, daemon=True,
+            target=run_waves,
+            daemon=True,
             args=(soak, pool, cfg, settings, run_dir, trees, seed, deadline),
-        )  # fmt: skip
+        )
         worker.start()
         monitor = Monitor(soak, pool, stall_s)
         next_fault = soak.now() + fault_every_s * rng.uniform(0.5, 1.5)
@@ -371,8 +422,9 @@ def main(
             monitor.poll(injected)
             if time.monotonic() < deadline and soak.now() >= next_fault:
                 deck = deck or rng.sample(kinds, len(kinds))
-                fault = inject(deck[-1], soak, pool, monitor, injected,
-                               hang_s=call_timeout_s * 10, rng=rng)  # fmt: skip
+                fault = inject(
+                    deck[-1], soak, pool, monitor, injected, hang_s=call_timeout_s * 10, rng=rng
+                )
                 if fault is None:  # nothing to aim at now: try again shortly
                     next_fault = soak.now() + 5.0
                 else:
@@ -387,13 +439,38 @@ def main(
         with contextlib.suppress(Exception):
             pool.shutdown()
         ray.shutdown()
-    report(soak, monitor, injected, model, minutes, fault_every_s, stall_s, cfg, settings,
-           replicas, trees, run_dir, out)  # fmt: skip
+    report(
+        soak,
+        monitor,
+        injected,
+        model,
+        minutes,
+        fault_every_s,
+        stall_s,
+        cfg,
+        settings,
+        replicas,
+        trees,
+        run_dir,
+        out,
+    )
 
 
-def report(soak: Soak, monitor: Monitor, faults: list[Fault], model: str, minutes: float,
-           fault_every_s: float, stall_s: float, cfg, settings, replicas: int, trees: int,
-           run_dir: Path, out: Path) -> None:  # fmt: skip
+def report(
+    soak: Soak,
+    monitor: Monitor,
+    faults: list[Fault],
+    model: str,
+    minutes: float,
+    fault_every_s: float,
+    stall_s: float,
+    cfg,
+    settings,
+    replicas: int,
+    trees: int,
+    run_dir: Path,
+    out: Path,
+) -> None:
     waves = soak.waves
     totals = {
         "seconds": round(soak.now(), 1),
@@ -415,19 +492,27 @@ def report(soak: Soak, monitor: Monitor, faults: list[Fault], model: str, minute
         "error": soak.error,
     }
     by_kind = summarize(faults)
-    print(f"\nsoak of {model}: {totals['seconds']:.0f} s ({minutes:g} min asked), {replicas} "
-          f"replica(s), waves of {trees} trees, a fault every ~{fault_every_s:g} s")  # fmt: skip
-    print(f"trees finished {totals['trees_finished']} (unfinished {totals['trees_unfinished']}, "
-          f"duplicates {totals['duplicate_trees']}) in {totals['waves']} waves; pairs "
-          f"{totals['pairs']}, lost {totals['pairs_lost']}, extra {totals['pairs_extra']}; "
-          f"expansions {totals['expansions']}; stalls (>{stall_s:g} s) {totals['stalls']}")  # fmt: skip
+    print(
+        f"\nsoak of {model}: {totals['seconds']:.0f} s ({minutes:g} min asked), {replicas} "
+        f"replica(s), waves of {trees} trees, a fault every ~{fault_every_s:g} s"
+    )
+    print(
+        f"trees finished {totals['trees_finished']} (unfinished {totals['trees_unfinished']}, "
+        f"duplicates {totals['duplicate_trees']}) in {totals['waves']} waves; pairs "
+        f"{totals['pairs']}, lost {totals['pairs_lost']}, extra {totals['pairs_extra']}; "
+        f"expansions {totals['expansions']}; stalls (>{stall_s:g} s) {totals['stalls']}"
+    )
     print("fault | faults | recovered | recovery median s | recovery max s")
     for kind, r in by_kind.items():
-        print(f"{kind} | {r['faults']} | {r['recovered']} | {r['recovery_s_median']} | "
-              f"{r['recovery_s_max']}")  # fmt: skip
+        print(
+            f"{kind} | {r['faults']} | {r['recovered']} | {r['recovery_s_median']} | "
+            f"{r['recovery_s_max']}"
+        )
     for f in faults:
-        print(f"  t={f.t:7.1f} {f.kind:12s} {f.target:22s} restarted {f.restarted_s} s, "
-              f"recovered {f.recovery_s} s {f.note}")  # fmt: skip
+        print(
+            f"  t={f.t:7.1f} {f.kind:12s} {f.target:22s} restarted {f.restarted_s} s, "
+            f"recovered {f.recovery_s} s {f.note}"
+        )
     if soak.error:
         print(f"error: {soak.error}")
     record = {

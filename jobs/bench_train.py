@@ -85,10 +85,13 @@ def main() -> None:
             if step:  # the first step warms up kernels and allocations
                 times.append(dt)
     results = {
-        v: {"s_per_step": statistics.median(t), "last_loss": loss[0],
-            "threads": 1 if v.endswith("1thread") else 2}
+        v: {
+            "s_per_step": statistics.median(t),
+            "last_loss": loss[0],
+            "threads": 1 if v.endswith("1thread") else 2,
+        }
         for v, (_, _, t, loss) in state.items()
-    }  # fmt: skip
+    }
 
     base = results.get("fp32", next(iter(results.values())))["s_per_step"]
     report = {

@@ -99,8 +99,13 @@ class Dialogue:
         self.messages.extend(user_messages(self.entry, self.turn))
 
     def prompt(self) -> ChatPrompt:
-        return ChatPrompt(tuple(self.messages), self.entry.functions_at(self.turn),
-                          self.entry.id, self.turn, self.step)  # fmt: skip
+        return ChatPrompt(
+            tuple(self.messages),
+            self.entry.functions_at(self.turn),
+            self.entry.id,
+            self.turn,
+            self.step,
+        )
 
     def advance(self, text: str | None) -> None:
         if text is not None and not isinstance(text, str):

@@ -57,8 +57,9 @@ def entry_difficulty(entry: MultiTurnEntry) -> tuple[int, int, int]:
     return (sum(len(t) for t in entry.gold), entry.num_turns, len(entry.functions))
 
 
-def warmup_buckets(entries: Sequence[MultiTurnEntry], env: MultiTurnEnv | None = None
-                   ) -> DifficultyBuckets:  # fmt: skip
+def warmup_buckets(
+    entries: Sequence[MultiTurnEntry], env: MultiTurnEnv | None = None
+) -> DifficultyBuckets:
     """Easy-to-hard warm-up data of multi-turn entries: the entries cut into thirds by
     :func:`entry_difficulty` (ties by id), each bucket the :func:`step_samples` of its entries
     in that order, an entry's steps kept together (its later steps need its earlier ones)."""
@@ -70,8 +71,9 @@ def warmup_buckets(entries: Sequence[MultiTurnEntry], env: MultiTurnEnv | None =
     return DifficultyBuckets(*steps, rule="multi_turn_gold_calls")
 
 
-def entry_perplexities(entries: Sequence[MultiTurnEntry], step_ppl: Mapping[str, float]
-                       ) -> dict[str, float]:  # fmt: skip
+def entry_perplexities(
+    entries: Sequence[MultiTurnEntry], step_ppl: Mapping[str, float]
+) -> dict[str, float]:
     """An entry's perplexity from its step samples' (ids ``<entry>#<i>``): their geometric
     mean, over the steps that were scored (finite); ``inf`` when none was."""
     logs: dict[str, list[float]] = {e.id: [] for e in entries}

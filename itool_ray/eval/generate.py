@@ -112,8 +112,9 @@ def score_multi_turn_sets(sets: Mapping[str, Sequence[Any]], respond: Any) -> li
         for e in items:
             v = judge_multi_turn(e, runs[e.id])
             calls = sum(len(turn) for turn in e.gold)
-            scored.append(Scored(e.id, v.response or "", v.correct, v.partial, v.parse_error,
-                                 calls))  # fmt: skip
+            scored.append(
+                Scored(e.id, v.response or "", v.correct, v.partial, v.parse_error, calls)
+            )
         out.append(summarize(name, scored))
     return out
 
@@ -125,8 +126,9 @@ def score_one(set_name: str, sample: Sample, response: str) -> Scored:
         from itool_ray.eval.benchmarks import judge
 
         v = judge(set_name, sample, response)
-        return Scored(sample.id, response, v.correct, v.partial, v.parse_error,
-                      gold_call_count(sample))  # fmt: skip
+        return Scored(
+            sample.id, response, v.correct, v.partial, v.parse_error, gold_call_count(sample)
+        )
     return score_response(sample, response)
 
 
@@ -148,8 +150,9 @@ def policy_responder(policy, *, max_tokens: int = 192) -> Responder:
     return respond
 
 
-def pool_responder(pool, *, max_tokens: int = 192, retries: int = 3,
-                   restart_wait_s: float = 600.0) -> Responder:  # fmt: skip
+def pool_responder(
+    pool, *, max_tokens: int = 192, retries: int = 3, restart_wait_s: float = 600.0
+) -> Responder:
     """Greedy responses from a ``ReplicaPool``: the samples split over its healthy replicas
     (``PolicyReplica.respond``), all decoding in parallel at the pool's current version.
 
@@ -161,8 +164,9 @@ def pool_responder(pool, *, max_tokens: int = 192, retries: int = 3,
     def respond(samples: list[Sample]) -> list[str | None]:
         from itool_ray.rollout.scatter import scatter
 
-        return scatter(pool, "respond", samples, max_tokens, retries=retries,
-                       restart_wait_s=restart_wait_s)  # fmt: skip
+        return scatter(
+            pool, "respond", samples, max_tokens, retries=retries, restart_wait_s=restart_wait_s
+        )
 
     return respond
 

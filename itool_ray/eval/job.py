@@ -89,8 +89,9 @@ def oracle_responders(
     from itool_ray.eval.benchmarks import oracle_response
     from itool_ray.eval.multi_turn import oracle_chat_responder
 
-    part_of = {id(s): name for name, items in sets.items() if not is_multi_turn(name)
-               for s in items}  # fmt: skip
+    part_of = {
+        id(s): name for name, items in sets.items() if not is_multi_turn(name) for s in items
+    }
 
     def respond(samples: list[Sample]) -> list[str | None]:
         return [oracle_response(part_of[id(s)], s) for s in samples]
@@ -103,8 +104,9 @@ def _entry_of(prompt) -> str:
     return prompt.entry_id
 
 
-def pool_chat_responder(pool, *, max_tokens: int = 192, retries: int = 3,
-                        restart_wait_s: float = 600.0) -> ChatResponder:  # fmt: skip
+def pool_chat_responder(
+    pool, *, max_tokens: int = 192, retries: int = 3, restart_wait_s: float = 600.0
+) -> ChatResponder:
     """Greedy assistant messages from a ``ReplicaPool``: the prompts split over its healthy
     replicas (``PolicyReplica.respond_messages``), all decoding in parallel; a failed
     replica's share is decoded again (as ``pool_responder``). Every step of one entry goes
@@ -114,8 +116,15 @@ def pool_chat_responder(pool, *, max_tokens: int = 192, retries: int = 3,
     def respond(prompts: list) -> list[str | None]:
         from itool_ray.rollout.scatter import scatter
 
-        return scatter(pool, "respond_messages", prompts, max_tokens, retries=retries,
-                       restart_wait_s=restart_wait_s, key=_entry_of)  # fmt: skip
+        return scatter(
+            pool,
+            "respond_messages",
+            prompts,
+            max_tokens,
+            retries=retries,
+            restart_wait_s=restart_wait_s,
+            key=_entry_of,
+        )
 
     return respond
 
@@ -130,10 +139,17 @@ def _start_pool(cfg: EvaluateConfig, model_dir: str):
     init_ray(cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(r.count * r.num_cpus)))
     payload = ray.put(adapter_payload(cfg.adapter)) if cfg.adapter else None
     pool = ReplicaPool.start(
-        r.count, cfg.engine.build(model_dir, enable_lora=True, seed=cfg.seed), num_cpus=r.num_cpus,
-        num_gpus=r.num_gpus, resources=r.resources or None, max_restarts=r.max_restarts,
-        temperature=r.temperature, env=r.env, version=1 if cfg.adapter else 0, adapter=payload,
-    )  # fmt: skip
+        r.count,
+        cfg.engine.build(model_dir, enable_lora=True, seed=cfg.seed),
+        num_cpus=r.num_cpus,
+        num_gpus=r.num_gpus,
+        resources=r.resources or None,
+        max_restarts=r.max_restarts,
+        temperature=r.temperature,
+        env=r.env,
+        version=1 if cfg.adapter else 0,
+        adapter=payload,
+    )
     try:
         run_sync(pool.wait_ready())
     except BaseException:
@@ -170,13 +186,18 @@ def run_evaluate_job(cfg: EvaluateConfig) -> dict[str, Any]:
         official_ast_checker()  # fail before the engines start when nvidia-bfcl is missing
     log.info("parts: %s", {k: len(v) for k, v in sets.items()})
     sizes = bfcl_category_sizes() if any(n.startswith("bfcl/") for n in sets) else None
-    meta = {"model": cfg.model, "adapter": cfg.adapter, "benchmarks": cfg.benchmarks,
-            "max_tokens": cfg.max_tokens}  # fmt: skip
+    meta = {
+        "model": cfg.model,
+        "adapter": cfg.adapter,
+        "benchmarks": cfg.benchmarks,
+        "max_tokens": cfg.max_tokens,
+    }
     if cfg.model == ORACLE:
         respond, respond_chat = oracle_responders(sets)
         start = time.perf_counter()
-        report, verdicts = score_benchmarks(sets, respond, respond_chat=respond_chat,
-                                            full_sizes=sizes, meta=meta)  # fmt: skip
+        report, verdicts = score_benchmarks(
+            sets, respond, respond_chat=respond_chat, full_sizes=sizes, meta=meta
+        )
         report = replace(report, rejected_gold=oracle_rejections(sets, verdicts))
         report.meta.update(decode_s=round(time.perf_counter() - start, 1))
     else:
@@ -196,19 +217,25 @@ def _logged(fn, unit: str):
         total["calls"] += 1
         total["items"] += len(items)
         log.info(
-            "decoded %d %s in %.1f s (call %d; %d so far, %.0f s)", len(items), unit,
-            time.perf_counter() - t0, total["calls"], total["items"],
+            "decoded %d %s in %.1f s (call %d; %d so far, %.0f s)",
+            len(items),
+            unit,
+            time.perf_counter() - t0,
+            total["calls"],
+            total["items"],
             time.perf_counter() - total["start"],
-        )  # fmt: skip
+        )
         return out
 
     return run
 
 
 def _decode_on_pool(
-    cfg: EvaluateConfig, sets: dict[str, list[Any]], sizes: dict[str, int] | None,
+    cfg: EvaluateConfig,
+    sets: dict[str, list[Any]],
+    sizes: dict[str, int] | None,
     meta: dict[str, Any],
-) -> tuple[BenchmarkReport, dict[str, list[Verdict]]]:  # fmt: skip
+) -> tuple[BenchmarkReport, dict[str, list[Verdict]]]:
     from itool_ray.eval.generate import pool_responder
     from itool_ray.eval.report import score_benchmarks
     from itool_ray.models import resolve_model
@@ -220,10 +247,13 @@ def _decode_on_pool(
     try:
         ready = time.perf_counter()
         respond = _logged(pool_responder(pool, max_tokens=cfg.max_tokens), "records")
-        respond_chat = _logged(pool_chat_responder(pool, max_tokens=cfg.max_tokens),
-                               "multi-turn messages (one per running entry)")  # fmt: skip
-        report, verdicts = score_benchmarks(sets, respond, respond_chat=respond_chat,
-                                            full_sizes=sizes, meta=meta)  # fmt: skip
+        respond_chat = _logged(
+            pool_chat_responder(pool, max_tokens=cfg.max_tokens),
+            "multi-turn messages (one per running entry)",
+        )
+        report, verdicts = score_benchmarks(
+            sets, respond, respond_chat=respond_chat, full_sizes=sizes, meta=meta
+        )
         done = time.perf_counter()
     finally:
         pool.shutdown()

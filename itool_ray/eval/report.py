@@ -239,8 +239,12 @@ def _rejected_lines(report: BenchmarkReport) -> list[str]:
     lines = ["## Oracle self-check: gold answers the checkers reject", ""]
     if not rejected:
         return [*lines, "None: every gold answer scores as correct.", ""]
-    lines += [f"{len(rejected)} gold answers are judged wrong:", "", "| part | id | why |",
-              "|---|---|---|"]  # fmt: skip
+    lines += [
+        f"{len(rejected)} gold answers are judged wrong:",
+        "",
+        "| part | id | why |",
+        "|---|---|---|",
+    ]
     for r in rejected:
         why = "; ".join(r.get("gold_defects") or []) or r["error"]
         why = why.replace("|", "\\|").replace("\n", " ")[:300]
@@ -270,9 +274,11 @@ def render_markdown(report: BenchmarkReport) -> str:
         lines += ["## Seal-Tools test_out_domain (unseen tools, call match)", ""]
         lines += _part_rows(seal, lambda n: n.split("/", 1)[1])
         if len(seal) > 1 and n:
-            lines.append(f"| all | {n} | {correct} | {100 * correct / n:.2f} | "
-                         f"{sum(p.parse_errors for p in seal)} | {sum(p.no_call for p in seal)} | "
-                         f"{sum(p.skipped for p in seal)} |")  # fmt: skip
+            lines.append(
+                f"| all | {n} | {correct} | {100 * correct / n:.2f} | "
+                f"{sum(p.parse_errors for p in seal)} | {sum(p.no_call for p in seal)} | "
+                f"{sum(p.skipped for p in seal)} |"
+            )
         lines.append("")
     lines += _rejected_lines(report)
     return "\n".join(lines)

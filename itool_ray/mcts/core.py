@@ -193,9 +193,17 @@ class SimulationCore:
         cfg = self.config
         seed_text = prefix if unit == "call" else "\x1e".join(tree.path_texts(leaf.node))
         return ExpandRequest(
-            tid, leaf.node, messages, tools, prefix, cfg.k, cfg.max_step_tokens,
-            zlib.crc32(seed_text.encode(), base), prefix_ids, unit,
-        )  # fmt: skip
+            tid,
+            leaf.node,
+            messages,
+            tools,
+            prefix,
+            cfg.k,
+            cfg.max_step_tokens,
+            zlib.crc32(seed_text.encode(), base),
+            prefix_ids,
+            unit,
+        )
 
     def stage(
         self, tree: Tree, leaf: Leaf, steps: Sequence[Step], version: int | None = None
@@ -233,8 +241,10 @@ class SimulationCore:
         rewards, terms = [], []
         if self.env is None:
             prefix = tree.prefix(leaf.node)
-            scored = [self.reward(sample, prefix + s.text, s.terminal, c)
-                      for s, c in zip(cands, confidences, strict=True)]  # fmt: skip
+            scored = [
+                self.reward(sample, prefix + s.text, s.terminal, c)
+                for s, c in zip(cands, confidences, strict=True)
+            ]
         else:
             path = tree.path_texts(leaf.node)
             scored = [

@@ -65,10 +65,12 @@ class FakeEngine:
 
         # pool[first][close][variant]
         self._pool = [
-            [[make(("[" if first else "") + c + ("]" if close else ", "), close) for c in CALLS]
-             for close in (False, True)]
+            [
+                [make(("[" if first else "") + c + ("]" if close else ", "), close) for c in CALLS]
+                for close in (False, True)
+            ]
             for first in (False, True)
-        ]  # fmt: skip
+        ]
         self._answer = make(TEXT_ANSWER, True)
 
     def expand(self, requests: Sequence[ExpandRequest]) -> list[list[Step] | None]:
@@ -126,10 +128,17 @@ def make_fake_samples(n: int, seed: int = 0) -> list[Sample]:
     """``n`` samples whose gold is a list of 1-3 calls drawn from the fake pool's calls."""
     rng = random.Random(seed)
     tools = tuple(
-        {"name": fn, "description": f"fake tool {fn}",
-         "parameters": {"type": "dict", "properties": {arg: {"type": "integer"}}, "required": [arg]}}
+        {
+            "name": fn,
+            "description": f"fake tool {fn}",
+            "parameters": {
+                "type": "dict",
+                "properties": {arg: {"type": "integer"}},
+                "required": [arg],
+            },
+        }
         for fn, arg in (("f", "x"), ("g", "y"), ("h", "x"))
-    )  # fmt: skip
+    )
     out = []
     for i in range(n):
         calls = [rng.choice(CALLS) for _ in range(rng.randint(1, 3))]

@@ -200,8 +200,9 @@ class CallsOutcome(UncachedCallsOutcome):
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["_use_tools"], state["max_results"], state["max_states"],
-                      state["max_steps"])  # fmt: skip
+        self.__init__(
+            state["_use_tools"], state["max_results"], state["max_states"], state["max_steps"]
+        )
         self._gold.update(state["_gold"])
 
     def clear(self) -> None:

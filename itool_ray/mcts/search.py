@@ -42,9 +42,18 @@ RewardFn = OutcomeFn
 """Outcome score O(s): ``(sample, partial_response_text, terminal) -> float``."""
 
 __all__ = [
-    "Engine", "EvalRequest", "ExpandRequest", "RewardFn", "SearchResult", "SearchStats",
-    "Searcher", "no_outcome", "request_seed", "search", "tree_seed",
-]  # fmt: skip
+    "Engine",
+    "EvalRequest",
+    "ExpandRequest",
+    "RewardFn",
+    "SearchResult",
+    "SearchStats",
+    "Searcher",
+    "no_outcome",
+    "request_seed",
+    "search",
+    "tree_seed",
+]
 
 
 class Engine(Protocol):
@@ -182,10 +191,15 @@ class Searcher:
             raise ValueError("Searcher.restore: samples do not match the checkpoint's sample ids")
         trees = [Tree.from_dict(d, cfg) for d in state["trees"]]
         return cls(
-            samples, engine, cfg, reward_fn=reward_fn, trees=trees,
-            policy_version=policy_version, roots_pending=state.get("roots_pending", []),
+            samples,
+            engine,
+            cfg,
+            reward_fn=reward_fn,
+            trees=trees,
+            policy_version=policy_version,
+            roots_pending=state.get("roots_pending", []),
             rollouts=[(int(i), int(x)) for i, x in state.get("rollouts", [])],
-        )  # fmt: skip
+        )
 
     # ------------------------------------------------------------------ one round
     def step(self) -> int:
@@ -279,7 +293,12 @@ def search(
 ) -> SearchResult:
     """Search every sample to ``config.simulations`` (see ``Searcher``)."""
     searcher = Searcher(
-        samples, engine, config, reward_fn=reward_fn, trees=trees,
-        policy_version=policy_version, env=env,
-    )  # fmt: skip
+        samples,
+        engine,
+        config,
+        reward_fn=reward_fn,
+        trees=trees,
+        policy_version=policy_version,
+        env=env,
+    )
     return searcher.run(max_rounds=max_rounds)

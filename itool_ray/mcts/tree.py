@@ -97,10 +97,32 @@ class Tree:
     """A step-level search tree; see the module docstring for the model and the cycle."""
 
     __slots__ = (
-        "tree_id", "config", "policy_version", "simulations", "outstanding", "expansions",
-        "_O", "_C", "_parent", "_depth", "_ntok", "_prior", "_R", "_r", "_N", "_Q", "_W", "_infl",
-        "_open", "_kids", "_term", "_ver", "_text", "_tok", "_tok_off",
-    )  # fmt: skip
+        "tree_id",
+        "config",
+        "policy_version",
+        "simulations",
+        "outstanding",
+        "expansions",
+        "_O",
+        "_C",
+        "_parent",
+        "_depth",
+        "_ntok",
+        "_prior",
+        "_R",
+        "_r",
+        "_N",
+        "_Q",
+        "_W",
+        "_infl",
+        "_open",
+        "_kids",
+        "_term",
+        "_ver",
+        "_text",
+        "_tok",
+        "_tok_off",
+    )
 
     def __init__(
         self,
@@ -527,8 +549,14 @@ class Tree:
         d = self._depth[x] + 1
         v = leaf.version
         parent, depth, n, w_, infl, kids_, ver = (
-            self._parent, self._depth, self._N, self._W, self._infl, self._kids, self._ver
-        )  # fmt: skip
+            self._parent,
+            self._depth,
+            self._N,
+            self._W,
+            self._infl,
+            self._kids,
+            self._ver,
+        )
         R, r, Q, opn, ntok = self._R, self._r, self._Q, self._open, self._ntok
         text, term, tok, tok_off = self._text, self._term, self._tok, self._tok_off
         open_terminal = 1 if self.config.revisit_terminals else 0

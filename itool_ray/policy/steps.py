@@ -154,9 +154,14 @@ class StepEngine:
         for (k, max_tokens, unit), idx in groups.items():
             stops = CALL_STOPS + SENTENCE_STOPS if unit == "call" else ()
             outs = self.policy.generate(
-                [prompts[i] for i in idx], n=k, max_tokens=max_tokens, temperature=self.temperature,
-                top_p=self.top_p, stop=stops, seeds=[requests[i].seed for i in idx],
-            )  # fmt: skip
+                [prompts[i] for i in idx],
+                n=k,
+                max_tokens=max_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                stop=stops,
+                seeds=[requests[i].seed for i in idx],
+            )
             pending = []  # (request index, candidate slot, tokens, logprobs)
             for i, comps in zip(idx, outs, strict=True):
                 results[i] = [None] * len(comps)  # type: ignore[list-item]
@@ -200,17 +205,23 @@ class StepEngine:
                     terminal, reason = cut.terminal, (finish if n == len(toks) else "step")
                 step_toks = toks[:n]
                 results[i][j] = Step(
-                    text=decode(step_toks), token_ids=tuple(step_toks),
-                    logprob=float(sum(lps[:n])), terminal=terminal, finish_reason=reason or "",
-                )  # fmt: skip
+                    text=decode(step_toks),
+                    token_ids=tuple(step_toks),
+                    logprob=float(sum(lps[:n])),
+                    terminal=terminal,
+                    finish_reason=reason or "",
+                )
             if not more:
                 return
             outs = self.policy.generate(
-                [prompts[i] + toks for i, _, toks, _ in more], n=1,
+                [prompts[i] + toks for i, _, toks, _ in more],
+                n=1,
                 max_tokens=[max(1, max_tokens - len(toks)) for _, _, toks, _ in more],
-                temperature=self.temperature, top_p=self.top_p, stop=stops,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                stop=stops,
                 seeds=[requests[i].seed + 7919 * (j + 1) + round_ for i, j, _, _ in more],
-            )  # fmt: skip
+            )
             pending = [
                 (
                     i,
@@ -284,9 +295,10 @@ class StepEngine:
             # a sample that is a prefix of another (a multi-turn task's earlier messages) is
             # read off the longer one's prompt log-probs: one prefill per task
             lps = shared_response_logprobs(
-                [prompts[i] for i in idx], [responses[i] for i in idx],
+                [prompts[i] for i in idx],
+                [responses[i] for i in idx],
                 self.policy.prompt_logprobs,
-            )  # fmt: skip
+            )
             return [math.exp(-sum(lp) / len(lp)) if lp else math.inf for lp in lps]
 
         return _where_fits(fits, math.inf, scored)

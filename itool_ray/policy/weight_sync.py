@@ -21,9 +21,9 @@ EXTENSION = "itool_ray.policy.weight_sync.WeightSyncExtension"
 DEFAULT_BUCKET_MB = 256
 
 
-def buckets(named: Iterable[tuple[str, Any]], bucket_mb: float = DEFAULT_BUCKET_MB) -> Iterator[
-    list[tuple[str, Any]]
-]:  # fmt: skip
+def buckets(
+    named: Iterable[tuple[str, Any]], bucket_mb: float = DEFAULT_BUCKET_MB
+) -> Iterator[list[tuple[str, Any]]]:
     """Group ``(name, tensor)`` pairs, in order, into lists of at most ``bucket_mb`` MB (a
     tensor larger than that is a bucket of its own). Tensors are detached, contiguous, CPU."""
     limit = int(bucket_mb * (1 << 20))
@@ -76,8 +76,11 @@ class WeightSyncExtension:
 
     def itool_load_weights(self, records) -> int:
         model = self.get_model()  # type: ignore[attr-defined]
-        packed = [n for n, p in model.named_parameters() if not hasattr(p, "weight_loader")
-                  and p.numel() == 0]  # fmt: skip
+        packed = [
+            n
+            for n, p in model.named_parameters()
+            if not hasattr(p, "weight_loader") and p.numel() == 0
+        ]
         if packed:
             raise RuntimeError(
                 f"full-weight sync: {len(packed)} weights were repacked after loading (e.g. "

@@ -47,11 +47,18 @@ def start_pool(cfg: RolloutJobConfig, model_dir: str):
     adapter = ray.put(adapter_payload(cfg.adapter)) if cfg.adapter else None
     r = cfg.replicas
     return ReplicaPool.start(
-        r.count, cfg.engine.build(model_dir, enable_lora=True, seed=cfg.seed), num_cpus=r.num_cpus,
-        num_gpus=r.num_gpus, resources=r.resources or None, max_restarts=r.max_restarts,
-        temperature=r.temperature, env=r.env, version=cfg.version, adapter=adapter,
+        r.count,
+        cfg.engine.build(model_dir, enable_lora=True, seed=cfg.seed),
+        num_cpus=r.num_cpus,
+        num_gpus=r.num_gpus,
+        resources=r.resources or None,
+        max_restarts=r.max_restarts,
+        temperature=r.temperature,
+        env=r.env,
+        version=cfg.version,
+        adapter=adapter,
         name_prefix=cfg.name_prefix,
-    )  # fmt: skip
+    )
 
 
 def run_rollout_job(cfg: RolloutJobConfig) -> dict:
@@ -65,9 +72,16 @@ def run_rollout_job(cfg: RolloutJobConfig) -> dict:
     pool = start_pool(cfg, model_dir)
     try:
         run_sync(pool.wait_ready())
-        result = run_rollout(samples, cfg.mcts.build(), cfg.out_dir, pool=pool, settings=cfg.manager.build(),
-                             manager_cpus=cfg.manager.num_cpus, autoscale=cfg.replicas.autoscale(),
-                             manager_name=cfg.name_prefix and f"{cfg.name_prefix}-manager")  # fmt: skip
+        result = run_rollout(
+            samples,
+            cfg.mcts.build(),
+            cfg.out_dir,
+            pool=pool,
+            settings=cfg.manager.build(),
+            manager_cpus=cfg.manager.num_cpus,
+            autoscale=cfg.replicas.autoscale(),
+            manager_name=cfg.name_prefix and f"{cfg.name_prefix}-manager",
+        )
     finally:
         pool.shutdown()
     out = Path(cfg.out_dir)

@@ -109,13 +109,22 @@ class TreeManager:
     (tests and benchmarks with in-process replicas).
     """
 
-    def __init__(self, samples: Sequence[Any], config: MCTSConfig,
-                 replicas: ReplicaPool | Sequence[Any], *,
-                 version: int = 0, adapter: Any = None, weights: list | None = None,
-                 out_dir: str | None = None,
-                 settings: ManagerSettings | None = None, spec: ReplicaSpec | None = None,
-                 autoscale: AutoscaleSettings | None = None,
-                 outcome: OutcomeFn | None = None, env: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        samples: Sequence[Any],
+        config: MCTSConfig,
+        replicas: ReplicaPool | Sequence[Any],
+        *,
+        version: int = 0,
+        adapter: Any = None,
+        weights: list | None = None,
+        out_dir: str | None = None,
+        settings: ManagerSettings | None = None,
+        spec: ReplicaSpec | None = None,
+        autoscale: AutoscaleSettings | None = None,
+        outcome: OutcomeFn | None = None,
+        env: Any = None,
+    ) -> None:
         self.samples = {str(s.id): s for s in samples}
         if len(self.samples) != len(samples):
             raise ValueError("TreeManager: sample ids must be unique")
@@ -219,8 +228,17 @@ class TreeManager:
                 self._kept += 1
             # pairs before the "finished" line: a kill in between leaves pairs that resume drops
             append_jsonl(out / "pairs.jsonl", [p.to_dict() for p in pairs])
-            append_jsonl(out / "finished.jsonl", [{"tree_id": tid, "pairs": len(pairs),
-                          "nodes": len(tree), "simulations": tree.simulations}])  # fmt: skip
+            append_jsonl(
+                out / "finished.jsonl",
+                [
+                    {
+                        "tree_id": tid,
+                        "pairs": len(pairs),
+                        "nodes": len(tree),
+                        "simulations": tree.simulations,
+                    }
+                ],
+            )
         self.finished[tid] = len(pairs)
         self.pairs_emitted += len(pairs)
         self.pool.forget(tid)
@@ -455,11 +473,20 @@ class TreeManager:
         idle = {
             i: st.idle_since
             for i, st in enumerate(pool.replicas)
-            if st.launched and st.healthy and not st.starting and st.load == 0
-            and st.idle_since is not None and not self._queue.get(i)
-        }  # fmt: skip
-        decision = self._scaler.decide(now, waiting_leaves=self._waiting, serving=pool.serving(),
-                                       starting=len(pool.starting()), idle_since=idle)  # fmt: skip
+            if st.launched
+            and st.healthy
+            and not st.starting
+            and st.load == 0
+            and st.idle_since is not None
+            and not self._queue.get(i)
+        }
+        decision = self._scaler.decide(
+            now,
+            waiting_leaves=self._waiting,
+            serving=pool.serving(),
+            starting=len(pool.starting()),
+            idle_since=idle,
+        )
         prefix = (pool.spec.name_prefix if pool.spec else None) or "itool-replica"
         for _ in range(decision.add):
             i = pool.add(f"{prefix}-auto-{uuid.uuid4().hex[:8]}")
@@ -483,8 +510,14 @@ class TreeManager:
 
     def _scale_event(self, event: str, i: int, **extra: Any) -> None:
         st = self.pool.replicas[i]
-        rec = {"event": event, "replica": st.name, "t": round(time.monotonic() - self.started, 3),
-               "serving": self.pool.serving(), "starting": len(self.pool.starting()), **extra}  # fmt: skip
+        rec = {
+            "event": event,
+            "replica": st.name,
+            "t": round(time.monotonic() - self.started, 3),
+            "serving": self.pool.serving(),
+            "starting": len(self.pool.starting()),
+            **extra,
+        }
         self.scale_events.append(rec)
         log.info("autoscale: %s", rec)
         if self.out_dir is not None:

@@ -88,10 +88,13 @@ class ReplicaSpec:
         from itool_ray.rollout.replica import PolicyReplica
 
         opts: dict[str, Any] = dict(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=self.max_restarts,
-            max_task_retries=0, max_concurrency=1000,
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            max_restarts=self.max_restarts,
+            max_task_retries=0,
+            max_concurrency=1000,
             runtime_env={"env_vars": dict(self.env or {})},
-        )  # fmt: skip
+        )
         if self.resources:
             opts["resources"] = dict(self.resources)
         if self.name_prefix if named is None else named:
@@ -121,9 +124,16 @@ class ReplicaPool:
         weights: full-weight bucket references of ``version`` (instead of ``adapter``).
     """
 
-    def __init__(self, handles: Sequence[Any], *, version: int = 0, adapter: Any = None,
-                 overload: int = 64, spec: ReplicaSpec | None = None,
-                 weights: list | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        handles: Sequence[Any],
+        *,
+        version: int = 0,
+        adapter: Any = None,
+        overload: int = 64,
+        spec: ReplicaSpec | None = None,
+        weights: list | None = None,
+    ) -> None:
         self.spec = spec
         self.weights = weights  # full-weight buckets of `version` (broadcast_weights), or None
         self.replicas: list[ReplicaState] = []
@@ -160,17 +170,35 @@ class ReplicaPool:
 
     # ---- launching -------------------------------------------------------------------
     @classmethod
-    def start(cls, n: int, engine_config, *, num_cpus: float = 1, num_gpus: float = 0,
-              resources: dict[str, float] | None = None, max_restarts: int = 3,
-              temperature: float = 1.0, name_prefix: str | None = None,
-              env: dict[str, str] | None = None, replica_cls: type | None = None,
-              **kwargs: Any) -> ReplicaPool:  # fmt: skip
+    def start(
+        cls,
+        n: int,
+        engine_config,
+        *,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        resources: dict[str, float] | None = None,
+        max_restarts: int = 3,
+        temperature: float = 1.0,
+        name_prefix: str | None = None,
+        env: dict[str, str] | None = None,
+        replica_cls: type | None = None,
+        **kwargs: Any,
+    ) -> ReplicaPool:
         """Launch ``n`` replica actors (each builds its own vLLM engine); ``replica_cls``: a
         ``PolicyReplica`` subclass to launch instead (e.g. the fault-injecting replica of the
         chaos tests)."""
-        spec = ReplicaSpec(engine_config, num_cpus, num_gpus, dict(resources or {}) or None,
-                           max_restarts, temperature, dict(env or {}), name_prefix,
-                           replica_cls)  # fmt: skip
+        spec = ReplicaSpec(
+            engine_config,
+            num_cpus,
+            num_gpus,
+            dict(resources or {}) or None,
+            max_restarts,
+            temperature,
+            dict(env or {}),
+            name_prefix,
+            replica_cls,
+        )
         prefix = name_prefix or "itool-replica"
         handles = [(f"{prefix}-{i}", spec.launch(f"{prefix}-{i}")) for i in range(n)]
         return cls(handles, spec=spec, **kwargs)
@@ -182,8 +210,9 @@ class ReplicaPool:
         if self.spec is None:
             raise RuntimeError("ReplicaPool.add: this pool has no ReplicaSpec to launch from")
         handle = self.spec.launch(name)
-        st = ReplicaState(handle, name, healthy=False, launched=True, starting=True,
-                          since=time.monotonic())  # fmt: skip
+        st = ReplicaState(
+            handle, name, healthy=False, launched=True, starting=True, since=time.monotonic()
+        )
         self.replicas.append(st)
         self._owned.append(0)
         return len(self.replicas) - 1
@@ -281,8 +310,11 @@ class ReplicaPool:
                     raise
                 attempt += 1
                 st = self.replicas[i]
-                log.warning("replica %s died while starting (%s); launching it again",
-                            st.name, str(e).splitlines()[-1][:300])  # fmt: skip
+                log.warning(
+                    "replica %s died while starting (%s); launching it again",
+                    st.name,
+                    str(e).splitlines()[-1][:300],
+                )
                 try:
                     st.handle = self.spec.launch(st.name)
                 except ValueError as taken:  # ActorAlreadyExistsError: Ray restarts it

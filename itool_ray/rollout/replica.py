@@ -151,8 +151,14 @@ def _engine_dead(exc: BaseException) -> bool:
 class PolicyReplica:
     """Serves expansions, self-evaluations, perplexities and greedy generations."""
 
-    def __init__(self, engine_config, replica_id: str = "replica", *, temperature: float = 1.0,
-                 top_p: float = 1.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        engine_config,
+        replica_id: str = "replica",
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+    ) -> None:
         from itool_ray.console import log_to_file
 
         log_to_file(replica_id)  # the job's run_dir/logs/<replica>.log, engine included
@@ -215,8 +221,9 @@ class PolicyReplica:
     def _publish(self) -> None:
         """This replica's metrics (Prometheus / dashboard), after every engine call."""
         st, tag = self.policy.stats, self.replica_id
-        metrics.inc("generated_tokens_total", st.generated_tokens - self._published_tokens,
-                    replica=tag)  # fmt: skip
+        metrics.inc(
+            "generated_tokens_total", st.generated_tokens - self._published_tokens, replica=tag
+        )
         self._published_tokens = st.generated_tokens
         wall = max(time.monotonic() - self.started, 1e-9)
         metrics.set_gauge("replica_busy_fraction", self.busy_seconds / wall, replica=tag)

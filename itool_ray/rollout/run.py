@@ -127,22 +127,32 @@ def run_rollout(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    opts: dict[str, Any] = dict(num_cpus=manager_cpus, max_concurrency=64,
-                                max_restarts=manager_restarts)  # fmt: skip
+    opts: dict[str, Any] = dict(
+        num_cpus=manager_cpus, max_concurrency=64, max_restarts=manager_restarts
+    )
     if manager_name:
         opts["name"] = manager_name
     actor = ray.remote(TreeManager).options(**opts)
     manager = actor.remote(
-        list(samples), mcts, pool, out_dir=str(out), settings=settings, autoscale=autoscale,
+        list(samples),
+        mcts,
+        pool,
+        out_dir=str(out),
+        settings=settings,
+        autoscale=autoscale,
         env=env,
-    )  # fmt: skip
+    )
     if log_dir is not None:
         manager.__ray_call__.remote(_log_to_file, str(log_dir))
     done_ref = manager.run.remote()
     instances: set[str] = set()  # manager incarnations seen: restarts = len - 1
     deaths = 0
-    bar = tqdm(total=len(samples), desc="mcts trees", unit="tree",
-               disable=not progress or on_progress is not None)  # fmt: skip
+    bar = tqdm(
+        total=len(samples),
+        desc="mcts trees",
+        unit="tree",
+        disable=not progress or on_progress is not None,
+    )
     started = time.monotonic()
     tokens = _Tokens(manager) if on_progress is not None else None
     try:
@@ -159,8 +169,13 @@ def run_rollout(
                         deaths += 1
                         if deaths > manager_restarts:
                             raise
-                        log.warning("tree manager died (%s); restart %d/%d resumes from %s",
-                                    type(e).__name__, deaths, manager_restarts, out)  # fmt: skip
+                        log.warning(
+                            "tree manager died (%s); restart %d/%d resumes from %s",
+                            type(e).__name__,
+                            deaths,
+                            manager_restarts,
+                            out,
+                        )
                         done_ref = manager.run.remote()  # queued until Ray has restarted it
                     else:  # the progress call met the same death; run()'s ref will tell
                         time.sleep(1.0)
@@ -168,8 +183,10 @@ def run_rollout(
                 if log_dir is not None and instances and prog["instance"] not in instances:
                     manager.__ray_call__.remote(_log_to_file, str(log_dir))  # restarted
                 instances.add(prog["instance"])
-                prog |= {"t": round(time.monotonic() - started, 2),
-                         "manager_restarts": len(instances) - 1}  # fmt: skip
+                prog |= {
+                    "t": round(time.monotonic() - started, 2),
+                    "manager_restarts": len(instances) - 1,
+                }
                 if tokens is not None:
                     prog["generated_tokens"] = tokens.since_start()
                 plog.write(json.dumps(prog) + "\n")
@@ -177,8 +194,12 @@ def run_rollout(
                 if on_progress is not None:
                     on_progress(prog)
                 bar.n = prog["trees_finished"]
-                bar.set_postfix(pairs=prog["pairs"], exp=prog["expansions"],
-                                fail=prog["failures"], reps=prog["replicas_healthy"])  # fmt: skip
+                bar.set_postfix(
+                    pairs=prog["pairs"],
+                    exp=prog["expansions"],
+                    fail=prog["failures"],
+                    reps=prog["replicas_healthy"],
+                )
                 bar.refresh()
         infos = ray.get(manager.replica_infos.remote())
     finally:

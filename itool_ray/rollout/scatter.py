@@ -10,9 +10,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def scatter(pool, method: str, items: Sequence[Any], *args: Any, retries: int = 3,
-            restart_wait_s: float = 600.0,
-            key: Callable[[Any], str] | None = None) -> list[Any]:  # fmt: skip
+def scatter(
+    pool,
+    method: str,
+    items: Sequence[Any],
+    *args: Any,
+    retries: int = 3,
+    restart_wait_s: float = 600.0,
+    key: Callable[[Any], str] | None = None,
+) -> list[Any]:
     """``PolicyReplica.<method>(share, *args)`` over the pool's healthy replicas, every item
     once, results in the order of ``items`` (the method returns one result per item).
 

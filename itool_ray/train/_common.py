@@ -104,8 +104,13 @@ def load_policy(
     if trainable and lora is not None and (cfg.r != lora.r or cfg.lora_alpha != lora.alpha):
         log.warning(
             "continuing adapter %s with its own shape r=%s alpha=%s (LoraSettings r=%s alpha=%s "
-            "are not used)", adapter_dir, cfg.r, cfg.lora_alpha, lora.r, lora.alpha,
-        )  # fmt: skip
+            "are not used)",
+            adapter_dir,
+            cfg.r,
+            cfg.lora_alpha,
+            lora.r,
+            lora.alpha,
+        )
     return model
 
 
@@ -223,8 +228,14 @@ class ProgressFile(TrainerCallback):
         if not logs or "train_runtime" in logs:  # the summary row: on_train_end says it
             return control
         numbers = {k: v for k, v in logs.items() if isinstance(v, int | float)}
-        self._write({"step": state.global_step, "max_steps": state.max_steps,
-                     "epoch": state.epoch, **numbers})  # fmt: skip
+        self._write(
+            {
+                "step": state.global_step,
+                "max_steps": state.max_steps,
+                "epoch": state.epoch,
+                **numbers,
+            }
+        )
         return control
 
     def on_train_end(self, args, state, control, **kwargs):

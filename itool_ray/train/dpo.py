@@ -195,17 +195,20 @@ class PairScore:
     @classmethod
     def of(cls, policy: Sequence[tuple[float, float]], reference: Sequence[tuple[float, float]]):
         margins = [
-            (pc - rc) - (pr - rr)
-            for (pc, pr), (rc, rr) in zip(policy, reference, strict=True)
-        ]  # fmt: skip
+            (pc - rc) - (pr - rr) for (pc, pr), (rc, rr) in zip(policy, reference, strict=True)
+        ]
         n = len(margins)
         if not n:
             return cls(0, 0.0, 0.0)
         return cls(n, sum(m > 0 for m in margins) / n, sum(margins) / n)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "accuracy": self.accuracy, "mean_margin": self.mean_margin,
-                "when": self.when}  # fmt: skip
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "mean_margin": self.mean_margin,
+            "when": self.when,
+        }
 
 
 def pair_logps(
@@ -482,9 +485,14 @@ def _make_simpo(model, tokenizer, dataset, s: DPOSettings, common: dict[str, Any
     trainer_cls, config_cls = _ids_trainer("cpo", "CPOTrainer", "CPOConfig")
     common, shared = _batching(s, common)
     args = config_cls(
-        **common, beta=s.beta, loss_type="simpo", cpo_alpha=0.0, simpo_gamma=s.simpo_gamma,
-        max_length=s.max_length, remove_unused_columns=False,
-    )  # fmt: skip
+        **common,
+        beta=s.beta,
+        loss_type="simpo",
+        cpo_alpha=0.0,
+        simpo_gamma=s.simpo_gamma,
+        max_length=s.max_length,
+        remove_unused_columns=False,
+    )
     return trainer_cls(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **shared
     )
@@ -527,14 +535,14 @@ LOSSES: dict[str, PreferenceLoss] = {
         False,
         _make_simpo,
         lambda: _experimental("cpo", ("CPOTrainer", "CPOConfig")),
-    ),  # fmt: skip
+    ),
     "orpo": PreferenceLoss(
         "orpo",
         "experimental ORPOTrainer",
         False,
         _make_orpo,
         lambda: _experimental("orpo", ("ORPOTrainer", "ORPOConfig")),
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -702,9 +710,13 @@ def train_dpo(
         shared = shared_prefix_on(settings)
         log.info(
             "preference training on %s: loss=%s (%s), %d pairs, reference=%s, forward=%s",
-            device.name, settings.loss, spec.trl, len(kept), reference,
+            device.name,
+            settings.loss,
+            spec.trl,
+            len(kept),
+            reference,
             "shared-prefix" if shared else "stock",
-        )  # fmt: skip
+        )
         held = _fit(pairs_to_dataset(heldout, tokenizer), settings.max_length) if heldout else []
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # with the shared forward, DPO / IPO precompute the trained pairs' reference anyway
@@ -719,9 +731,14 @@ def train_dpo(
         score_s = time.perf_counter() - t0
         start = time.perf_counter()  # the reference precompute (shared forward) counts here
         trainer = make_preference_trainer(
-            model, tokenizer, kept, settings, out / "runs", device=device,
+            model,
+            tokenizer,
+            kept,
+            settings,
+            out / "runs",
+            device=device,
             callbacks=[StopOnNonFinite(), *(callbacks or [])],
-        )  # fmt: skip
+        )
         if score and reuse:
             data = trainer.train_dataset
             ref["trained"] = list(
@@ -761,7 +778,13 @@ def train_dpo(
     log.info(
         "preference training: %d steps, loss %s -> %s, margin %s -> %s, %.1fs; after it: "
         "trained pairs %s, held-out pairs %s",
-        result.steps, result.first_loss, result.last_loss, result.first_margin, result.last_margin,
-        seconds, result.trained_pairs, result.heldout_pairs,
-    )  # fmt: skip
+        result.steps,
+        result.first_loss,
+        result.last_loss,
+        result.first_margin,
+        result.last_margin,
+        seconds,
+        result.trained_pairs,
+        result.heldout_pairs,
+    )
     return result

@@ -29,8 +29,9 @@ def base_dtype(model_dir: str | Path) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
-def merged_model(model_dir: str | Path, adapter_dir: str | Path | None, *,
-                 dtype: torch.dtype | None = None):  # fmt: skip
+def merged_model(
+    model_dir: str | Path, adapter_dir: str | Path | None, *, dtype: torch.dtype | None = None
+):
     """Base model with ``adapter_dir`` merged in (float32 merge, then ``dtype``, default the
     base model's saved dtype); the base model alone when ``adapter_dir`` is None."""
     from peft import PeftModel
@@ -42,8 +43,9 @@ def merged_model(model_dir: str | Path, adapter_dir: str | Path | None, *,
     return model.to(target)
 
 
-def publish_merged(model_dir: str | Path, adapter_dir: str | Path | None,
-                   bucket_mb: float = 256) -> list:  # fmt: skip
+def publish_merged(
+    model_dir: str | Path, adapter_dir: str | Path | None, bucket_mb: float = 256
+) -> list:
     """Full-weight sync: base + ``adapter_dir`` merged, its state dict split into buckets of
     about ``bucket_mb`` MB, each put in Ray's object store once; returns the references for
     ``ReplicaPool.broadcast_weights``. Needs a connected Ray (the trainer actor's, or a

@@ -192,10 +192,17 @@ def _finished_buckets(out: Path, stages: list[tuple[str, list[Sample]]]) -> list
             log.warning("warm-up SFT: checkpoint of bucket %r is of other samples, ignored", name)
             break
         d = record["stats"]
-        done.append(StageStats(
-            name=d["name"], samples=d["samples"], steps=d["steps"], losses=tuple(d["losses"]),
-            seen_ids=tuple(d["seen_ids"]), seconds=d["seconds"], rows=d.get("rows"),
-        ))  # fmt: skip
+        done.append(
+            StageStats(
+                name=d["name"],
+                samples=d["samples"],
+                steps=d["steps"],
+                losses=tuple(d["losses"]),
+                seen_ids=tuple(d["seen_ids"]),
+                seconds=d["seconds"],
+                rows=d.get("rows"),
+            )
+        )
     return done
 
 
@@ -336,14 +343,18 @@ def warmup_sft(
             adapter_in = out / BUCKETS_SUBDIR / results[-1].name / ADAPTER_SUBDIR
             log.info(
                 "warm-up SFT: buckets %s finished earlier, continuing from %s",
-                [r.name for r in results], adapter_in,
-            )  # fmt: skip
+                [r.name for r in results],
+                adapter_in,
+            )
         model = load_policy(model_dir, adapter_in, lora, device.dtype, seed=settings.seed)
         eot = end_of_turn(tokenizer)
         log.info(
             "warm-up SFT on %s: order=%s, stages=%s, end-of-turn=%r",
-            device.name, settings.order, {n: len(p) for n, p in stages}, eot,
-        )  # fmt: skip
+            device.name,
+            settings.order,
+            {n: len(p) for n, p in stages},
+            eot,
+        )
         for name, samples in stages[len(results) :]:
             dataset = build_sft_dataset(samples, tokenizer, eot=eot)
             trainer = make_sft_trainer(
@@ -366,8 +377,11 @@ def warmup_sft(
             if dropped:
                 log.warning(
                     "warm-up SFT %s: %d of %d samples dropped (prompt fills max_length=%d)",
-                    name, dropped, _covered(dataset), settings.max_length,
-                )  # fmt: skip
+                    name,
+                    dropped,
+                    _covered(dataset),
+                    settings.max_length,
+                )
             stats = StageStats(
                 name=name,
                 samples=_covered(trainer.train_dataset),
@@ -379,8 +393,13 @@ def warmup_sft(
             )
             log.info(
                 "warm-up SFT %s: %d samples, %d steps, loss %s -> %s, %.1fs",
-                name, stats.samples, stats.steps, stats.first_loss, stats.last_loss, seconds,
-            )  # fmt: skip
+                name,
+                stats.samples,
+                stats.steps,
+                stats.first_loss,
+                stats.last_loss,
+                seconds,
+            )
             results.append(stats)
             _save_bucket(out, model, tokenizer, stats, samples)
         adapter_dir = save_adapter(model, tokenizer, out / ADAPTER_SUBDIR)

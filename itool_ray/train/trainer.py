@@ -91,9 +91,15 @@ class Trainer:
 
         try:
             return train_dpo(
-                self.model_dir, adapter_in, list(pairs), out_dir, settings, self.lora,
-                heldout=list(heldout), callbacks=[_progress_file(out_dir)],
-            ).to_dict()  # fmt: skip
+                self.model_dir,
+                adapter_in,
+                list(pairs),
+                out_dir,
+                settings,
+                self.lora,
+                heldout=list(heldout),
+                callbacks=[_progress_file(out_dir)],
+            ).to_dict()
         finally:
             _release_memory()
 

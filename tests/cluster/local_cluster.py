@@ -132,17 +132,29 @@ class LocalCluster:
         path = self.workdir / "autoscaling.yaml"
         path.write_text(yaml.safe_dump(cfg))
         subprocess.run(
-            [str(BIN / "ray"), "start", "--head", f"--autoscaling-config={path}",
-             f"--num-cpus={self.head_cpus}", "--node-ip-address=127.0.0.1",
-             f"--port={self.gcs_port}", "--dashboard-host=127.0.0.1",
-             f"--dashboard-port={self.dash_port}", f"--metrics-export-port={self.metrics_port}",
-             f"--dashboard-agent-listen-port={free_port()}",
-             f"--dashboard-agent-grpc-port={free_port()}",
-             f"--runtime-env-agent-port={free_port()}",
-             f"--ray-client-server-port={free_port()}",
-             f"--temp-dir={self.temp_dir}", "--disable-usage-stats"],
-            env=self.env, check=True, capture_output=True, timeout=180,
-        )  # fmt: skip
+            [
+                str(BIN / "ray"),
+                "start",
+                "--head",
+                f"--autoscaling-config={path}",
+                f"--num-cpus={self.head_cpus}",
+                "--node-ip-address=127.0.0.1",
+                f"--port={self.gcs_port}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dash_port}",
+                f"--metrics-export-port={self.metrics_port}",
+                f"--dashboard-agent-listen-port={free_port()}",
+                f"--dashboard-agent-grpc-port={free_port()}",
+                f"--runtime-env-agent-port={free_port()}",
+                f"--ray-client-server-port={free_port()}",
+                f"--temp-dir={self.temp_dir}",
+                "--disable-usage-stats",
+            ],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
         self._wait_dashboard()
         return self
 
@@ -159,11 +171,14 @@ class LocalCluster:
 
     def cli(self, *args: str, timeout: float = 120) -> str:
         """Run the ``ray`` CLI against this cluster (its env carries the auth token)."""
-        done = subprocess.run([str(BIN / "ray"), *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout)  # fmt: skip
+        done = subprocess.run(
+            [str(BIN / "ray"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if done.returncode:
-            raise RayCLIError(f"ray {' '.join(args[:3])} failed ({done.returncode}):\n"
-                              f"{done.stdout[-1500:]}\n{done.stderr[-3000:]}")  # fmt: skip
+            raise RayCLIError(
+                f"ray {' '.join(args[:3])} failed ({done.returncode}):\n"
+                f"{done.stdout[-1500:]}\n{done.stderr[-3000:]}"
+            )
         return done.stdout
 
     def stop(self) -> None:
@@ -189,8 +204,19 @@ class LocalCluster:
         end = time.monotonic() + 120
         while True:
             try:
-                self.cli("job", "submit", "--address", self.dashboard, "--submission-id",
-                         submission_id, "--no-wait", "--", "python", str(ROOT / script), *args)  # fmt: skip
+                self.cli(
+                    "job",
+                    "submit",
+                    "--address",
+                    self.dashboard,
+                    "--submission-id",
+                    submission_id,
+                    "--no-wait",
+                    "--",
+                    "python",
+                    str(ROOT / script),
+                    *args,
+                )
                 return submission_id
             except RayCLIError as e:  # the head's dashboard agent is not up yet
                 if "No available agent" not in str(e) or time.monotonic() > end:

@@ -24,9 +24,14 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 TREES = 16
 # the manager's (head node) and the replicas' (rollout nodes) metrics, all non-zero in a run
 PROM_METRICS = (
-    "expansions_total", "pairs_emitted_total", "trees_finished_total", "expansions_per_second",
-    "generated_tokens_total", "replica_busy_fraction", "prefix_cache_hit_rate",
-)  # fmt: skip
+    "expansions_total",
+    "pairs_emitted_total",
+    "trees_finished_total",
+    "expansions_per_second",
+    "generated_tokens_total",
+    "replica_busy_fraction",
+    "prefix_cache_hit_rate",
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +45,31 @@ def cluster(tmp_path_factory):
 
 def rollout_args(model: Path, out: Path, *extra: str) -> list[str]:
     return [
-        f"model={model}", "data=synth", f"limit={TREES}", "seed=3",
-        f"out_dir={out}", "name_prefix=itest", "replicas.num_cpus=1",
+        f"model={model}",
+        "data=synth",
+        f"limit={TREES}",
+        "seed=3",
+        f"out_dir={out}",
+        "name_prefix=itest",
+        "replicas.num_cpus=1",
         "replicas.resources={rollout_slot: 1}",
         'replicas.env={VLLM_CPU_KVCACHE_SPACE: "1", OMP_NUM_THREADS: "1"}',
-        "engine.dtype=float32", "engine.max_model_len=4096", "engine.max_lora_rank=8",
-        "engine.memory_fraction=0.1", "engine.max_logprobs=4096",
-        "manager.max_batch=4", "manager.num_cpus=0.5", "manager.checkpoint_every_s=1",
-        "mcts.k=2", "mcts.simulations=8", "mcts.max_inflight=4", "mcts.max_step_tokens=12",
-        "mcts.max_depth=4", "mcts.max_tokens=256", *extra,
-    ]  # fmt: skip
+        "engine.dtype=float32",
+        "engine.max_model_len=4096",
+        "engine.max_lora_rank=8",
+        "engine.memory_fraction=0.1",
+        "engine.max_logprobs=4096",
+        "manager.max_batch=4",
+        "manager.num_cpus=0.5",
+        "manager.checkpoint_every_s=1",
+        "mcts.k=2",
+        "mcts.simulations=8",
+        "mcts.max_inflight=4",
+        "mcts.max_step_tokens=12",
+        "mcts.max_depth=4",
+        "mcts.max_tokens=256",
+        *extra,
+    ]
 
 
 def finished_ids(out: Path) -> list[str]:
@@ -71,8 +91,10 @@ def assert_nothing_lost(out: Path) -> dict:
     ids = finished_ids(out)
     assert len(ids) == TREES and len(set(ids)) == TREES, ids
     assert summary["trees_finished"] == TREES and summary["trees_active"] == 0
-    per_tree = {json.loads(x)["tree_id"]: json.loads(x)["pairs"]
-                for x in (out / "finished.jsonl").read_text().splitlines()}  # fmt: skip
+    per_tree = {
+        json.loads(x)["tree_id"]: json.loads(x)["pairs"]
+        for x in (out / "finished.jsonl").read_text().splitlines()
+    }
     pairs = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
     assert len(pairs) == sum(per_tree.values()) == summary["pairs"]
     assert {p["tree_id"] for p in pairs} <= set(per_tree)
@@ -84,8 +106,9 @@ def wait_until(cond, timeout: float, what: str, poll: float = 0.5, *, cluster=No
     end = time.monotonic() + timeout
     while not (value := cond()):
         if job is not None and (status := cluster.job_status(job)) not in ("PENDING", "RUNNING"):
-            raise AssertionError(f"job {job} {status} while waiting for {what}:\n"
-                                 + cluster.job_logs(job)[-3000:])  # fmt: skip
+            raise AssertionError(
+                f"job {job} {status} while waiting for {what}:\n" + cluster.job_logs(job)[-3000:]
+            )
         if time.monotonic() > end:
             raise TimeoutError(f"waited {timeout} s for {what}")
         time.sleep(poll)
@@ -101,10 +124,18 @@ def _metric_total(text: str, name: str) -> float:
 def test_autoscaled_rollout_job_scales_nodes_and_exports_metrics(cluster, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     assert cluster.worker_nodes() == 0  # the minimum: no rollout node before the job
-    job = cluster.submit("jobs/rollout.py", *rollout_args(tiny_model_dir, out, "replicas.count=1",
-                                       "replicas.max_count=2", "replicas.scale_up_after_s=0.5",
-                                       "replicas.idle_timeout_s=2"),
-                         submission_id="itest-autoscale")  # fmt: skip
+    job = cluster.submit(
+        "jobs/rollout.py",
+        *rollout_args(
+            tiny_model_dir,
+            out,
+            "replicas.count=1",
+            "replicas.max_count=2",
+            "replicas.scale_up_after_s=0.5",
+            "replicas.idle_timeout_s=2",
+        ),
+        submission_id="itest-autoscale",
+    )
     nodes_seen, scraped = [], {}
 
     def poll():
@@ -139,17 +170,25 @@ def _kill(pid: int) -> None:
 
 def test_killed_replica_and_killed_manager_lose_nothing(cluster, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    job = cluster.submit("jobs/rollout.py", *rollout_args(tiny_model_dir, out, "replicas.count=2",
-                                       "replicas.max_restarts=2"),
-                         submission_id="itest-faults")  # fmt: skip
+    job = cluster.submit(
+        "jobs/rollout.py",
+        *rollout_args(tiny_model_dir, out, "replicas.count=2", "replicas.max_restarts=2"),
+        submission_id="itest-faults",
+    )
     # a replica process dies in the middle of the search
-    wait_until(lambda: len(finished_ids(out)) >= 1, 400, "the first finished tree",
-               cluster=cluster, job=job)  # fmt: skip
+    wait_until(
+        lambda: len(finished_ids(out)) >= 1,
+        400,
+        "the first finished tree",
+        cluster=cluster,
+        job=job,
+    )
     replicas = wait_until(lambda: alive(cluster, "PolicyReplica", 2), 60, "two replicas")
     _kill(int(replicas[0]["pid"]))
     # then the tree manager's process dies too: Ray restarts it, it resumes from its checkpoint
-    wait_until(lambda: len(finished_ids(out)) >= 3, 300, "three finished trees",
-               cluster=cluster, job=job)  # fmt: skip
+    wait_until(
+        lambda: len(finished_ids(out)) >= 3, 300, "three finished trees", cluster=cluster, job=job
+    )
     done_before = len(finished_ids(out))
     (manager,) = wait_until(lambda: alive(cluster, "TreeManager", 1), 60, "the tree manager")
     _kill(int(manager["pid"]))
@@ -167,8 +206,9 @@ def test_stopped_job_resubmitted_resumes_without_loss(cluster, tiny_model_dir, t
     out = tmp_path / "out"
     args = rollout_args(tiny_model_dir, out, "replicas.count=2")
     job = cluster.submit("jobs/rollout.py", *args, submission_id="itest-stop")
-    wait_until(lambda: len(finished_ids(out)) >= 2, 400, "two finished trees",
-               cluster=cluster, job=job)  # fmt: skip
+    wait_until(
+        lambda: len(finished_ids(out)) >= 2, 400, "two finished trees", cluster=cluster, job=job
+    )
     cluster.stop_job(job)
     assert cluster.wait_job(job, timeout=120) == "STOPPED"
     first = finished_ids(out)

@@ -302,8 +302,11 @@ def _group_problems(where: str, group: dict) -> list[str]:
     if not isinstance(params, dict):
         return [f"{where}: rayStartParams missing"]
     # map[string]string in the CRD: an unquoted YAML number is rejected by the API server
-    problems += [f"{where}: rayStartParams.{k} is not a string" for k, v in params.items()
-                 if not isinstance(v, str)]  # fmt: skip
+    problems += [
+        f"{where}: rayStartParams.{k} is not a string"
+        for k, v in params.items()
+        if not isinstance(v, str)
+    ]
     if "labels" in params:
         problems.append(f"{where}: rayStartParams.labels is not supported (KubeRay)")
     if "resources" in params and group.get("resources"):
@@ -313,8 +316,9 @@ def _group_problems(where: str, group: dict) -> list[str]:
             custom = json.loads(json.loads(params["resources"]))
             assert isinstance(custom, dict)
         except (ValueError, TypeError, AssertionError):
-            problems.append(f"{where}: rayStartParams.resources is not in the form "
-                            "'\"{\\\"name\\\": n}\"'")  # fmt: skip
+            problems.append(
+                f'{where}: rayStartParams.resources is not in the form \'"{{\\"name\\": n}}"\''
+            )
     containers = group.get("template", {}).get("spec", {}).get("containers") or []
     if not containers:
         return [*problems, f"{where}: template.spec.containers is empty"]
@@ -356,16 +360,20 @@ def raycluster_spec_problems(spec: dict) -> list[str]:
         problems += _group_problems(where, g)
         lo, n, hi = (g.get(k) for k in ("minReplicas", "replicas", "maxReplicas"))
         if not all(isinstance(x, int) for x in (lo, n, hi)) or not 0 <= lo <= n <= hi:
-            problems.append(f"{where}: expected 0 <= minReplicas <= replicas <= maxReplicas, "
-                            f"got {lo}, {n}, {hi}")  # fmt: skip
-    images = {c.get("image") for g in (head, *groups)
-              for c in g.get("template", {}).get("spec", {}).get("containers", [])[:1]}  # fmt: skip
+            problems.append(
+                f"{where}: expected 0 <= minReplicas <= replicas <= maxReplicas, "
+                f"got {lo}, {n}, {hi}"
+            )
+    images = {
+        c.get("image")
+        for g in (head, *groups)
+        for c in g.get("template", {}).get("spec", {}).get("containers", [])[:1]
+    }
     if len(images) != 1:
         problems.append(
             f"all Ray containers must run the same image, got {sorted(map(str, images))}"
         )
-    gpu_groups = [g.get("groupName") for g in groups
-                  if _container_gpus(g) > 0]  # fmt: skip
+    gpu_groups = [g.get("groupName") for g in groups if _container_gpus(g) > 0]
     if sorted(gpu_groups) != ["rollout-gpu", "trainer-gpu"]:
         problems.append(f"expected GPU groups rollout-gpu and trainer-gpu, got {gpu_groups}")
     if _container_gpus(head) > 0:
@@ -881,8 +889,12 @@ def dashboard_problems(d: dict) -> list[str]:
     if not isinstance(d.get("schemaVersion"), int) or not d.get("title") or not d.get("uid"):
         problems.append("schemaVersion, title and uid are required")
     variables = d.get("templating", {}).get("list", [])
-    if not any(v.get("type") == "datasource" and v.get("query") == "prometheus" and
-               v.get("name") == "datasource" for v in variables):  # fmt: skip
+    if not any(
+        v.get("type") == "datasource"
+        and v.get("query") == "prometheus"
+        and v.get("name") == "datasource"
+        for v in variables
+    ):
         problems.append("no Prometheus datasource template variable named datasource")
     ids = [p.get("id") for p in d.get("panels", [])]
     if len(set(ids)) != len(ids):
@@ -917,9 +929,16 @@ def dashboard_problems(d: dict) -> list[str]:
     for word in ("throughput", "replicas", "trees", "policy", "ray"):
         if word not in rows:
             problems.append(f"no row about {word}")
-    for name in ("expansions_total", "replica_busy_fraction", "requests_in_flight",
-                 "prefix_cache_hit_rate", "replicas_healthy", "trees_active",
-                 "pairs_emitted_total", "policy_version"):  # fmt: skip
+    for name in (
+        "expansions_total",
+        "replica_busy_fraction",
+        "requests_in_flight",
+        "prefix_cache_hit_rate",
+        "replicas_healthy",
+        "trees_active",
+        "pairs_emitted_total",
+        "policy_version",
+    ):
         if f"ray_{PREFIX}{name}" not in used:
             problems.append(f"no panel shows ray_{PREFIX}{name}")
     return problems
@@ -982,8 +1001,14 @@ def test_dashboard_check_notices_breakage(breakage, expected):
 def test_local_instructions_stay_on_loopback():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
-    for needle in ("cluster/local-autoscaling.yaml", "kubectl apply", "ray up",
-                   "ray job submit", "itool-dashboard.json", "ray metrics launch-prometheus"):  # fmt: skip
+    for needle in (
+        "cluster/local-autoscaling.yaml",
+        "kubectl apply",
+        "ray up",
+        "ray job submit",
+        "itool-dashboard.json",
+        "ray metrics launch-prometheus",
+    ):
         assert needle in section, f"README's cluster section does not mention {needle}"
     hosts = set(re.findall(r"https?://([^/:\s]+)", section))
     hosts |= set(re.findall(r"--(?:node-ip-address|dashboard-host)[= ](\S+)", section))

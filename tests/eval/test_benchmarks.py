@@ -122,9 +122,10 @@ def sets() -> dict[str, list[Sample]]:
 @pytest.fixture(scope="module")
 def scored(sets):
     answers = {
-        s.id: make(s) for name, samples in sets.items()
+        s.id: make(s)
+        for name, samples in sets.items()
         for s, make in zip(samples, PLAN[name][0], strict=True)
-    }  # fmt: skip
+    }
     return score_benchmarks(sets, lambda samples: [answers[s.id] for s in samples])
 
 
@@ -144,8 +145,12 @@ def test_part_counts(scored, part):
     correct, parse_errors, no_call, skipped = PLAN[part][1]
     r = report.parts[part]
     assert (r.n, r.correct, r.parse_errors, r.no_call, r.skipped) == (
-        3, correct, parse_errors, no_call, skipped
-    )  # fmt: skip
+        3,
+        correct,
+        parse_errors,
+        no_call,
+        skipped,
+    )
     assert r.accuracy == pytest.approx(correct / 3)
     assert len(r.wrong_examples) == 3 - correct
     assert [v.correct for v in verdicts[part]].count(True) == correct

@@ -161,8 +161,9 @@ def test_poison_is_refused_scores_0_and_runs_nothing(flat, tmp_path):
         assert not judge_multi_turn(entry, run).correct
         assert run.stopped is None and run.calls == entry.num_turns
     assert not sentinel.exists()
-    results = [m["content"] for b in fake.calls for p in b for m in p.messages
-               if m["role"] == "tool"]  # fmt: skip
+    results = [
+        m["content"] for b in fake.calls for p in b for m in p.messages if m["role"] == "tool"
+    ]
     assert results and all(r.startswith("Error during execution: ") for r in results)
     assert any("name '__import__' is not defined" in r for r in results)
     assert any("name '_load_scenario' is not defined" in r for r in results)
@@ -310,8 +311,9 @@ def test_oracle_run_of_the_job_end_to_end(tmp_path):
         "bad = [m for m in ('ray', 'vllm', 'torch') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (out / "results.md").read_text()
     assert "| 100.00 | 100.00 | 100.00 | 100.00 | 100.00 | 100.00 |" in md  # the paper's columns
@@ -348,11 +350,20 @@ def test_the_job_on_a_real_engine_gives_a_verdict_per_entry(ray_local, long_tiny
     from itool_ray.config import load_config
     from itool_ray.eval.job import EvaluateConfig, run_evaluate_job
 
-    cfg = load_config(EvaluateConfig, None, [
-        f"model={long_tiny_dir}", "benchmarks={bfcl/multi_turn_base: 2}", f"out_dir={tmp_path}",
-        "max_tokens=24", "replicas.count=1", "engine.dtype=float32",
-        "engine.max_model_len=16384", "engine.cpu_kvcache_gb=1",
-    ])  # fmt: skip
+    cfg = load_config(
+        EvaluateConfig,
+        None,
+        [
+            f"model={long_tiny_dir}",
+            "benchmarks={bfcl/multi_turn_base: 2}",
+            f"out_dir={tmp_path}",
+            "max_tokens=24",
+            "replicas.count=1",
+            "engine.dtype=float32",
+            "engine.max_model_len=16384",
+            "engine.cpu_kvcache_gb=1",
+        ],
+    )
     result = run_evaluate_job(cfg)
     part = result["parts"]["bfcl/multi_turn_base"]
     assert part["n"] == 2 and part["skipped"] == 0

@@ -32,8 +32,10 @@ class FakeResponder:
 
 
 def _samples(n: int) -> list[Sample]:
-    return [Sample(id=f"s{i}", tools=(), messages=({"role": "user", "content": "hi"},), gold="")
-            for i in range(n)]  # fmt: skip
+    return [
+        Sample(id=f"s{i}", tools=(), messages=({"role": "user", "content": "hi"},), gold="")
+        for i in range(n)
+    ]
 
 
 def test_failed_share_is_decoded_again_elsewhere(ray_local):

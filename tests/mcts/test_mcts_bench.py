@@ -12,10 +12,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_smoke():
     out = subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "bench_mcts.py"), "--trees", "20", "--sims", "8",
-         "--repeat", "1", "--memory-trees", "5", "--json"],
-        check=True, capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "bench_mcts.py"),
+            "--trees",
+            "20",
+            "--sims",
+            "8",
+            "--repeat",
+            "1",
+            "--memory-trees",
+            "5",
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     res = json.loads(out.stdout)
     assert res["cycles"] == 20 * 8
     assert res["core_cycles_per_s"] > 0 and res["bytes_per_node"] > 0

@@ -47,7 +47,11 @@ def test_pairs_on_a_known_tree():
     assert (root.chosen_q, root.rejected_q) == (pytest.approx(0.7826), pytest.approx(-0.3))
     assert (root.chosen_n, root.rejected_n) == (6, 1)
     assert (a.chosen_q, a.rejected_q, a.chosen_n, a.rejected_n) == (
-        pytest.approx(0.59), pytest.approx(-0.2), 3, 1)  # fmt: skip
+        pytest.approx(0.59),
+        pytest.approx(-0.2),
+        3,
+        1,
+    )
     assert a1.margin == pytest.approx(0.8)
     assert (root.policy_version, a.policy_version, a1.policy_version) == (1, 2, 2)
     assert root.chosen_token_ids == t.token_ids(1) and root.rejected_token_ids == t.token_ids(2)

@@ -36,9 +36,18 @@ class TreeMachine(RuleBasedStateMachine):
         rollout=st.sampled_from(["terminal", "one_step"]),
     )
     def setup(self, k, gamma, c, vl, inflight, revisit, depth, rollout):
-        self.cfg = MCTSConfig(k=k, gamma=gamma, c_puct=c, virtual_loss=vl, max_inflight=inflight,
-                              revisit_terminals=revisit, max_depth=depth, max_tokens=12,
-                              simulations=10**6, rollout=rollout)  # fmt: skip
+        self.cfg = MCTSConfig(
+            k=k,
+            gamma=gamma,
+            c_puct=c,
+            virtual_loss=vl,
+            max_inflight=inflight,
+            revisit_terminals=revisit,
+            max_depth=depth,
+            max_tokens=12,
+            simulations=10**6,
+            rollout=rollout,
+        )
         self.tree = Tree("p", self.cfg, root_reward=0.25)
         self.leaves = []
         self.backups = 0
@@ -116,6 +125,8 @@ class TreeMachine(RuleBasedStateMachine):
 
 TestTreeMachine = TreeMachine.TestCase
 TestTreeMachine.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None,
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-)  # fmt: skip
+)

@@ -77,8 +77,16 @@ def test_tree_select_matches_the_formula():
 def test_tree_select_agrees_with_select_child_on_random_trees():
     rng = random.Random(7)
     for trial in range(30):
-        t = Tree(f"r{trial}", MCTSConfig(rollout="one_step", c_puct=rng.uniform(0.1, 3.0), simulations=10**6,
-                                         max_inflight=10**6, virtual_loss=rng.choice([0.0, 1.0])))  # fmt: skip
+        t = Tree(
+            f"r{trial}",
+            MCTSConfig(
+                rollout="one_step",
+                c_puct=rng.uniform(0.1, 3.0),
+                simulations=10**6,
+                max_inflight=10**6,
+                virtual_loss=rng.choice([0.0, 1.0]),
+            ),
+        )
         for _ in range(rng.randint(1, 25)):
             leaf = t.select()
             if leaf is None:
@@ -98,8 +106,13 @@ def test_tree_select_agrees_with_select_child_on_random_trees():
                 break
             cfg = t.config
             qs = [effective_q(t.q(c), t.visits(c), t.inflight(c), cfg.virtual_loss) for c in kids]
-            i = select_child(qs, [t.prior(c) for c in kids], t.visits(x) + t.inflight(x),
-                             [t.visits(c) + t.inflight(c) for c in kids], cfg.c_puct)  # fmt: skip
+            i = select_child(
+                qs,
+                [t.prior(c) for c in kids],
+                t.visits(x) + t.inflight(x),
+                [t.visits(c) + t.inflight(c) for c in kids],
+                cfg.c_puct,
+            )
             x = kids[i]
         leaf = t.select()
         if leaf is not None:

@@ -69,8 +69,12 @@ def test_search_is_deterministic():
     a = search(make_fake_samples(6), FakeEngine(seed=4), cfg, reward_fn=fake_outcome)
     b = search(make_fake_samples(6), FakeEngine(seed=4), cfg, reward_fn=fake_outcome)
     assert [t.to_dict() for t in a.trees] == [t.to_dict() for t in b.trees]
-    c = search(make_fake_samples(6), FakeEngine(seed=4), MCTSConfig(simulations=16, seed=12),
-               reward_fn=fake_outcome)  # fmt: skip
+    c = search(
+        make_fake_samples(6),
+        FakeEngine(seed=4),
+        MCTSConfig(simulations=16, seed=12),
+        reward_fn=fake_outcome,
+    )
     assert [t.to_dict() for t in a.trees] != [t.to_dict() for t in c.trees]
 
 
@@ -109,8 +113,10 @@ def test_engine_errors_leave_no_selection_in_flight(engine, error):
 
 def test_fake_engine_is_deterministic_and_call_like():
     eng = FakeEngine(seed=1)
-    reqs = [ExpandRequest("t", 0, (), (), "", 4, 64, request_seed(0, "t", "")),
-            ExpandRequest("t", 5, (), (), "[f(x=1), ", 4, 64, request_seed(0, "t", "[f(x=1), "))]  # fmt: skip
+    reqs = [
+        ExpandRequest("t", 0, (), (), "", 4, 64, request_seed(0, "t", "")),
+        ExpandRequest("t", 5, (), (), "[f(x=1), ", 4, 64, request_seed(0, "t", "[f(x=1), ")),
+    ]
     a, b = eng.expand(reqs), FakeEngine(seed=1).expand(list(reversed(reqs)))
     assert a == list(reversed(b))  # depends on the request, not on call order
     assert all(s.text.startswith("[") or s.terminal for s in a[0])
@@ -148,11 +154,16 @@ def test_calls_outcome_glue():
 
 
 def test_config_validation_names_the_field():
-    for kwargs, field in [({"c_puct": -1}, "c_puct"), ({"k": 0}, "k"), ({"gamma": 1.5}, "gamma"),
-                          ({"max_inflight": 0}, "max_inflight"), ({"k": 2.5}, "k"),
-                          ({"virtual_loss": float("nan")}, "virtual_loss"),
-                          ({"revisit_terminals": 1}, "revisit_terminals"),
-                          ({"pair_min_visits": -1}, "pair_min_visits")]:  # fmt: skip
+    for kwargs, field in [
+        ({"c_puct": -1}, "c_puct"),
+        ({"k": 0}, "k"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"max_inflight": 0}, "max_inflight"),
+        ({"k": 2.5}, "k"),
+        ({"virtual_loss": float("nan")}, "virtual_loss"),
+        ({"revisit_terminals": 1}, "revisit_terminals"),
+        ({"pair_min_visits": -1}, "pair_min_visits"),
+    ]:
         with pytest.raises((ValueError, TypeError), match=field):
             MCTSConfig(**kwargs)
     cfg = MCTSConfig(c_puct=2, seed=5)

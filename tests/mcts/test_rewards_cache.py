@@ -131,14 +131,18 @@ def test_scanner_copy_continues_exactly_and_leaves_the_original():
             after = tail.feed(text[cut:])
             assert head.snapshot() == before and head.text == text[:cut]  # untouched
             assert (after.is_call_list, after.calls, after.call_ends, after.closed) == (
-                whole.is_call_list, whole.calls, whole.call_ends, whole.closed
-            )  # fmt: skip
+                whole.is_call_list,
+                whole.calls,
+                whole.call_ends,
+                whole.closed,
+            )
             assert (after.end, after.in_string) == (whole.end, whole.in_string)
             assert (after.error is None) == (whole.error is None)
             if whole.error is not None:
                 assert (after.error.reason, after.error.position) == (
-                    whole.error.reason, whole.error.position
-                )  # fmt: skip
+                    whole.error.reason,
+                    whole.error.position,
+                )
             try:
                 got: Any = tail.finish()
             except CallParseError as exc:

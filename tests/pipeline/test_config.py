@@ -134,7 +134,10 @@ def test_the_auto_budget_cuts_no_gold_answer_of_the_default_held_out_sets(tmp_pa
     sets = heldout_sets(tmp_path / "data")
     budget = _decode_budget(Runtime(cfg, model_dir), sets, {})
     tok = AutoTokenizer.from_pretrained(model_dir)
-    lengths = [len(tok(s.gold + "<|im_end|>", add_special_tokens=False)["input_ids"])
-               for samples in sets.values() for s in samples]  # fmt: skip
+    lengths = [
+        len(tok(s.gold + "<|im_end|>", add_special_tokens=False)["input_ids"])
+        for samples in sets.values()
+        for s in samples
+    ]
     assert len(lengths) >= 100 and max(lengths) <= budget
     assert budget < cfg.engine.max_model_len // 2

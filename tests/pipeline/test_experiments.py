@@ -43,9 +43,13 @@ def test_rows_means_and_markdown():
     }
     assert mean_accuracy(row) == pytest.approx(0.375)
     assert mean_accuracy({"version": 0}) is None
-    result = {"date": "2026-11-30", "seed": 0, "seconds": {"itool": 12.0},
-              "rows": {"base": row, "iTool iter 1 (DPO)": {**row, "pairs": 7}},
-              "mean_accuracy": {"base": 0.375, "iTool iter 1 (DPO)": 0.375}}  # fmt: skip
+    result = {
+        "date": "2026-11-30",
+        "seed": 0,
+        "seconds": {"itool": 12.0},
+        "rows": {"base": row, "iTool iter 1 (DPO)": {**row, "pairs": 7}},
+        "mean_accuracy": {"base": 0.375, "iTool iter 1 (DPO)": 0.375},
+    }
     md = results_markdown(result)
     assert "| base | 0.500 (4/8) | 0.250 (1/4) | 0.375 | - |" in md
     assert "| iTool iter 1 (DPO) | 0.500 (4/8) | 0.250 (1/4) | 0.375 | 7 |" in md
@@ -71,8 +75,9 @@ def test_multi_turn_preset_gives_defaults_an_explicit_setting_overrides(tmp_path
     assert itool.data.train == "synth-multi-turn" and itool.engine.max_model_len == 8192
     assert "bfcl/multi_turn_base" in itool.data.heldout
     assert itool.train.sft.build().gradient_checkpointing
-    mine = load_config(ExperimentsConfig, None, ["preset=multi-turn", "iterations=2",
-                                                 'itool=["mcts.k=2"]'])  # fmt: skip
+    mine = load_config(
+        ExperimentsConfig, None, ["preset=multi-turn", "iterations=2", 'itool=["mcts.k=2"]']
+    )
     assert (mine.iterations, mine.itool) == (2, ["mcts.k=2"])
     plain = load_config(ExperimentsConfig, None, [])
     assert plain.itool == list(DEFAULT_ITOOL) and plain.iterations == 3 and plain.mixed_sft
@@ -115,16 +120,19 @@ def test_intervals_and_paired_tests_from_per_record_results(tmp_path):
     def stage(name, correct):
         path = root / "itool" / name
         path.mkdir(parents=True)
-        recs = [{"id": r, "correct": r in correct, "gold_calls": 1 + (i % 2)}
-                for i, r in enumerate(ids)]  # fmt: skip
+        recs = [
+            {"id": r, "correct": r in correct, "gold_calls": 1 + (i % 2)} for i, r in enumerate(ids)
+        ]
         (path / "results.json").write_text(json.dumps([{"name": "synth", "records": recs}]))
-        (path / "DONE").write_text(json.dumps(
-            {"synth": {"accuracy": len(correct) / 40, "n": 40}, "_stage": {"x": 1}}))  # fmt: skip
+        (path / "DONE").write_text(
+            json.dumps({"synth": {"accuracy": len(correct) / 40, "n": 40}, "_stage": {"x": 1}})
+        )
 
     stage("eval-base", set(ids[:4]))
     stage("eval-sft", set(ids[:30]))  # right on 26 more records, wrong on none base got
-    cfg = load_config(ExperimentsConfig, None, [f"run_dir={root}", "iterations=1",
-                                                "mixed_sft=false", "losses=[]"])  # fmt: skip
+    cfg = load_config(
+        ExperimentsConfig, None, [f"run_dir={root}", "iterations=1", "mixed_sft=false", "losses=[]"]
+    )
     result = summarize(cfg)
     sft = result["rows"]["easy-to-hard SFT"]
     assert sft["all"]["n"] == 40 and sft["all"]["correct"] == 30

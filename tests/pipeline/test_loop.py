@@ -16,22 +16,34 @@ pytestmark = pytest.mark.vllm
 
 def _config(tiny_model_dir, run_dir, *extra: str) -> ITOolConfig:
     env = json.dumps(replica_env())
-    return load_config(ITOolConfig, None, [
-        f"model={tiny_model_dir}", f"run_dir={run_dir}",
-        "data.num_samples=30", "data.reinforce_fraction=0.3",
-        "data.heldout={synth: 4, bfcl/simple: 2}",
-        "replicas.count=1", f"replicas.env={env}",
-        "engine.dtype=float32", "engine.memory_fraction=0.1", "engine.max_logprobs=4096",
-        "engine.cpu_kvcache_gb=1", "engine.max_lora_rank=8",
-        "mcts={k: 3, simulations: 6, max_inflight: 2, max_step_tokens: 12, max_depth: 3, "
-        "max_tokens: 256}",
-        "manager.checkpoint_every_s=0.5",
-        "train.iterations=1", "train.alpha=0.5", "train.lora={r: 8, alpha: 16}",
-        "train.sft={max_steps: 2, batch_size: 2, max_length: 2048, lr: 0.01}",
-        "train.dpo={max_steps: 2, batch_size: 2, max_length: 2048, lr: 0.01}",
-        "eval.max_tokens=16",
-        *extra,
-    ])  # fmt: skip
+    return load_config(
+        ITOolConfig,
+        None,
+        [
+            f"model={tiny_model_dir}",
+            f"run_dir={run_dir}",
+            "data.num_samples=30",
+            "data.reinforce_fraction=0.3",
+            "data.heldout={synth: 4, bfcl/simple: 2}",
+            "replicas.count=1",
+            f"replicas.env={env}",
+            "engine.dtype=float32",
+            "engine.memory_fraction=0.1",
+            "engine.max_logprobs=4096",
+            "engine.cpu_kvcache_gb=1",
+            "engine.max_lora_rank=8",
+            "mcts={k: 3, simulations: 6, max_inflight: 2, max_step_tokens: 12, max_depth: 3, "
+            "max_tokens: 256}",
+            "manager.checkpoint_every_s=0.5",
+            "train.iterations=1",
+            "train.alpha=0.5",
+            "train.lora={r: 8, alpha: 16}",
+            "train.sft={max_steps: 2, batch_size: 2, max_length: 2048, lr: 0.01}",
+            "train.dpo={max_steps: 2, batch_size: 2, max_length: 2048, lr: 0.01}",
+            "eval.max_tokens=16",
+            *extra,
+        ],
+    )
 
 
 def test_one_iteration_stops_between_stages_and_resumes(ray_local, tiny_model_dir, tmp_path):

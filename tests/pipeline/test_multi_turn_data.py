@@ -33,11 +33,17 @@ def _entry_of(sample_id: str) -> str:
 
 
 def test_data_stage_on_a_multi_turn_training_set(tmp_path):
-    cfg = load_config(ITOolConfig, None, [
-        f"run_dir={tmp_path / 'run'}", "data.train=synth-multi-turn", "data.num_samples=12",
-        "data.reinforce_fraction=0.25",
-        "data.heldout={bfcl/multi_turn_base: 2, synth: 3}",
-    ])  # fmt: skip
+    cfg = load_config(
+        ITOolConfig,
+        None,
+        [
+            f"run_dir={tmp_path / 'run'}",
+            "data.train=synth-multi-turn",
+            "data.num_samples=12",
+            "data.reinforce_fraction=0.25",
+            "data.heldout={bfcl/multi_turn_base: 2, synth: 3}",
+        ],
+    )
     out = tmp_path / "data"
     out.mkdir()
     summary = _data_stage(cfg, out)
@@ -85,8 +91,10 @@ def test_warmup_buckets_go_from_fewer_to_more_gold_calls():
 def test_an_entry_perplexity_is_the_geometric_mean_of_its_scored_steps():
     entries = load_multi_turn("multi_turn_base")[:3]
     a, b, c = (e.id for e in entries)
-    ppl = entry_perplexities(entries, {f"{a}#0": 2.0, f"{a}#1": 8.0, f"{b}#0": math.inf,
-                                       f"{b}#1": 3.0, f"{c}#0": math.inf})  # fmt: skip
+    ppl = entry_perplexities(
+        entries,
+        {f"{a}#0": 2.0, f"{a}#1": 8.0, f"{b}#0": math.inf, f"{b}#1": 3.0, f"{c}#0": math.inf},
+    )
     assert ppl == {a: pytest.approx(4.0), b: pytest.approx(3.0), c: math.inf}
 
 

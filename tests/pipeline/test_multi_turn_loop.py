@@ -28,20 +28,31 @@ def test_multi_turn_iteration_trains_on_pairs_whose_prompt_holds_the_conversatio
     from itool_ray.envs.synth_multi_turn import read_multi_turn
 
     run_dir = tmp_path / "run"
-    cfg = load_config(ITOolConfig, None, [
-        f"run_dir={run_dir}", "model=smollm2",
-        "data.train=synth-multi-turn", "data.num_samples=4", "data.reinforce_fraction=0.25",
-        "data.heldout={bfcl/multi_turn_base: 2}",
-        "replicas.count=1", f"replicas.env={json.dumps(replica_env())}",
-        "engine.max_model_len=8192", "engine.cpu_kvcache_gb=2",
-        "mcts={k: 2, simulations: 1, max_inflight: 1, max_step_tokens: 48, max_depth: 2}",
-        "train.iterations=1", "train.alpha=1.0", "train.heldout_pairs=0",
-        "train.sft={max_steps: 1, batch_size: 1, grad_accum: 1, max_length: 8192, "
-        "gradient_checkpointing: true}",
-        "train.dpo={max_steps: 1, batch_size: 1, grad_accum: 1, max_length: 8192, "
-        "gradient_checkpointing: true}",
-        "eval.max_tokens=48",
-    ])  # fmt: skip
+    cfg = load_config(
+        ITOolConfig,
+        None,
+        [
+            f"run_dir={run_dir}",
+            "model=smollm2",
+            "data.train=synth-multi-turn",
+            "data.num_samples=4",
+            "data.reinforce_fraction=0.25",
+            "data.heldout={bfcl/multi_turn_base: 2}",
+            "replicas.count=1",
+            f"replicas.env={json.dumps(replica_env())}",
+            "engine.max_model_len=8192",
+            "engine.cpu_kvcache_gb=2",
+            "mcts={k: 2, simulations: 1, max_inflight: 1, max_step_tokens: 48, max_depth: 2}",
+            "train.iterations=1",
+            "train.alpha=1.0",
+            "train.heldout_pairs=0",
+            "train.sft={max_steps: 1, batch_size: 1, grad_accum: 1, max_length: 8192, "
+            "gradient_checkpointing: true}",
+            "train.dpo={max_steps: 1, batch_size: 1, grad_accum: 1, max_length: 8192, "
+            "gradient_checkpointing: true}",
+            "eval.max_tokens=48",
+        ],
+    )
     table = run_itool(cfg)
     assert list(table) == ["base", "sft", "iter1"]
     for row in table.values():
@@ -57,8 +68,9 @@ def test_multi_turn_iteration_trains_on_pairs_whose_prompt_holds_the_conversatio
         assert any(m["role"] == "user" for m in p.prompt_messages)
         if p.depth > 0:
             assert any(m["role"] in ("assistant", "tool") for m in p.prompt_messages)
-        sample = Sample(id=p.tree_id, tools=tuple(p.tools), messages=tuple(p.prompt_messages),
-                        gold="")  # fmt: skip
+        sample = Sample(
+            id=p.tree_id, tools=tuple(p.tools), messages=tuple(p.prompt_messages), gold=""
+        )
         assert "<|im_start|>user" in render_prompt(sample, tok)
     dpo = json.loads((run_dir / "iter1-dpo" / "DONE").read_text())
     if pairs:

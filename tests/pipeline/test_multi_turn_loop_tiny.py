@@ -40,22 +40,36 @@ def test_multi_turn_iteration_trains_dpo_on_token_exact_conversation_pairs(
     from itool_ray.envs.synth_multi_turn import read_multi_turn
 
     run_dir = tmp_path / "run"
-    cfg = load_config(ITOolConfig, None, [
-        f"run_dir={run_dir}", f"model={tiny_long_dir}",
-        "data.train=synth-multi-turn", "data.num_samples=6", "data.reinforce_fraction=0.34",
-        "data.heldout={bfcl/multi_turn_base: 2, synth-multi-turn: 2}",
-        "replicas.count=1", f"replicas.env={json.dumps(replica_env())}",
-        "engine.dtype=float32", "engine.memory_fraction=0.1", "engine.max_logprobs=4096",
-        f"engine.max_model_len={CONTEXT}", "engine.cpu_kvcache_gb=1", "engine.max_lora_rank=8",
-        "mcts={k: 2, simulations: 3, max_inflight: 2, max_step_tokens: 24, max_depth: 3}",
-        "train.iterations=1", "train.alpha=1.0", "train.heldout_pairs=0",
-        "train.lora={r: 8, alpha: 16}",
-        f"train.sft={{max_steps: 2, batch_size: 1, grad_accum: 1, max_length: {CONTEXT}, "
-        "lr: 0.01}",
-        f"train.dpo={{max_steps: 2, batch_size: 1, grad_accum: 1, max_length: {CONTEXT}, "
-        "lr: 0.01}",
-        "eval.max_tokens=24",
-    ])  # fmt: skip
+    cfg = load_config(
+        ITOolConfig,
+        None,
+        [
+            f"run_dir={run_dir}",
+            f"model={tiny_long_dir}",
+            "data.train=synth-multi-turn",
+            "data.num_samples=6",
+            "data.reinforce_fraction=0.34",
+            "data.heldout={bfcl/multi_turn_base: 2, synth-multi-turn: 2}",
+            "replicas.count=1",
+            f"replicas.env={json.dumps(replica_env())}",
+            "engine.dtype=float32",
+            "engine.memory_fraction=0.1",
+            "engine.max_logprobs=4096",
+            f"engine.max_model_len={CONTEXT}",
+            "engine.cpu_kvcache_gb=1",
+            "engine.max_lora_rank=8",
+            "mcts={k: 2, simulations: 3, max_inflight: 2, max_step_tokens: 24, max_depth: 3}",
+            "train.iterations=1",
+            "train.alpha=1.0",
+            "train.heldout_pairs=0",
+            "train.lora={r: 8, alpha: 16}",
+            f"train.sft={{max_steps: 2, batch_size: 1, grad_accum: 1, max_length: {CONTEXT}, "
+            "lr: 0.01}",
+            f"train.dpo={{max_steps: 2, batch_size: 1, grad_accum: 1, max_length: {CONTEXT}, "
+            "lr: 0.01}",
+            "eval.max_tokens=24",
+        ],
+    )
     table = run_itool(cfg)
     assert list(table) == ["base", "sft", "iter1"]
     for row in table.values():  # judged, never skipped
@@ -77,8 +91,9 @@ def test_multi_turn_iteration_trains_dpo_on_token_exact_conversation_pairs(
         assert p.chosen_token_ids and p.rejected_token_ids
         decoded = tok.decode(p.chosen_token_ids, skip_special_tokens=True)
         assert decoded.strip() == p.chosen.strip()
-        sample = Sample(id=p.tree_id, tools=tuple(p.tools), messages=tuple(p.prompt_messages),
-                        gold="")  # fmt: skip
+        sample = Sample(
+            id=p.tree_id, tools=tuple(p.tools), messages=tuple(p.prompt_messages), gold=""
+        )
         assert "<|im_start|>user" in render_prompt(sample, tok)
     dpo = json.loads((run_dir / "iter1-dpo" / "DONE").read_text())
     assert "skipped" not in dpo and dpo["pairs"] >= 1 and dpo["steps"] >= 1

@@ -46,10 +46,18 @@ def test_stages_consume_the_stage_whose_adapter_they_use():
 
 
 def _config(run_dir, model_dir, *extra: str) -> ITOolConfig:
-    return load_config(ITOolConfig, None, [
-        f"run_dir={run_dir}", f"model={model_dir}", "stop_after=data",
-        "data.num_samples=6", "data.heldout={synth: 2}", *extra,
-    ])  # fmt: skip
+    return load_config(
+        ITOolConfig,
+        None,
+        [
+            f"run_dir={run_dir}",
+            f"model={model_dir}",
+            "stop_after=data",
+            "data.num_samples=6",
+            "data.heldout={synth: 2}",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture

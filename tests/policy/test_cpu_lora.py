@@ -143,8 +143,11 @@ def test_engine_with_adapter_answers_and_scores_as_peft(tiny_model_dir, tmp_path
             peft_scores.append([lp[i - 1, p[i]].item() for i in range(5, len(p))])
     assert peft_tokens != base_tokens  # the adapter matters, so the checks below can fail
 
-    policy = VLLMPolicy(EngineConfig(model=str(tiny_model_dir), dtype="float32",
-                                     max_model_len=512, enable_lora=True))  # fmt: skip
+    policy = VLLMPolicy(
+        EngineConfig(
+            model=str(tiny_model_dir), dtype="float32", max_model_len=512, enable_lora=True
+        )
+    )
     try:
         assert policy.lora_kernels and policy.scores_prompts
         policy.load_policy(1, str(tmp_path / "adapter"))

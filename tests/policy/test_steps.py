@@ -53,8 +53,11 @@ def test_a_self_evaluation_prompt_longer_than_the_context_is_not_sent():
     short = EvalRequest("t", 0, ({"role": "user", "content": "hi"},), (), "[f(a=1)]", False)
     long = short._replace(response="[f(a=" + "1" * 5000 + ")]")
     sample = Sample(id="t", tools=(), messages=short.messages, gold="")
-    n = len(tok(render_self_eval_prompt(sample, tok, short.response), add_special_tokens=False)[
-        "input_ids"])  # fmt: skip
+    n = len(
+        tok(render_self_eval_prompt(sample, tok, short.response), add_special_tokens=False)[
+            "input_ids"
+        ]
+    )
     yes = tok(SELF_EVAL_YES, add_special_tokens=False)["input_ids"][0]
     no = tok(SELF_EVAL_NO, add_special_tokens=False)["input_ids"][0]
     sent = []
@@ -90,8 +93,12 @@ def test_an_expansion_prompt_longer_than_the_context_is_not_sent():
     tok = AutoTokenizer.from_pretrained(str(resolve_model("smollm2")))
     short = ExpandRequest("a", 0, ({"role": "user", "content": "hi"},), (), "", 2, 16, 1)
     long = short._replace(tree_id="b", messages=({"role": "user", "content": "hi " * 3000},))
-    n = len(tok(render_prompt(Sample(id="a", tools=(), messages=short.messages, gold=""), tok),
-                add_special_tokens=False)["input_ids"])  # fmt: skip
+    n = len(
+        tok(
+            render_prompt(Sample(id="a", tools=(), messages=short.messages, gold=""), tok),
+            add_special_tokens=False,
+        )["input_ids"]
+    )
     sent = []
     ids = tuple(tok("I cannot help.", add_special_tokens=False)["input_ids"])
 
@@ -122,8 +129,9 @@ def test_a_perplexity_sample_longer_than_the_context_is_inf_and_not_sent():
 
     tok = AutoTokenizer.from_pretrained(str(resolve_model("smollm2")))
     short = Sample(id="a", tools=(), messages=({"role": "user", "content": "hi"},), gold="ok")
-    long = Sample(id="b", tools=(), messages=({"role": "user", "content": "hi " * 3000},),
-                  gold="ok")  # fmt: skip
+    long = Sample(
+        id="b", tools=(), messages=({"role": "user", "content": "hi " * 3000},), gold="ok"
+    )
     sent = []
 
     class Policy:

@@ -24,8 +24,11 @@ def test_buckets_keep_order_and_bound_size():
 def test_pack_round_trips_every_dtype_byte_for_byte():
     from itool_ray.policy.weight_sync import pack, unpack
 
-    src = [("a", torch.randn(3, 4)), ("b", torch.randn(5).to(torch.bfloat16)),
-           ("c", torch.arange(6, dtype=torch.int64).reshape(2, 3))]  # fmt: skip
+    src = [
+        ("a", torch.randn(3, 4)),
+        ("b", torch.randn(5).to(torch.bfloat16)),
+        ("c", torch.arange(6, dtype=torch.int64).reshape(2, 3)),
+    ]
     back = unpack(pack(src))
     assert [n for n, _ in back] == ["a", "b", "c"]
     for (_, x), (_, y) in zip(src, back, strict=True):
@@ -38,8 +41,14 @@ def test_cpu_engine_refuses_full_weight_sync_up_front(tiny_model_dir):
     is built, with the way out in the message."""
     from itool_ray.policy import EngineConfig, VLLMPolicy
 
-    cfg = EngineConfig(model=str(tiny_model_dir), dtype="float32", max_model_len=512,
-                       enable_lora=False, weight_sync=True, device="cpu")  # fmt: skip
+    cfg = EngineConfig(
+        model=str(tiny_model_dir),
+        dtype="float32",
+        max_model_len=512,
+        enable_lora=False,
+        weight_sync=True,
+        device="cpu",
+    )
     with pytest.raises(ValueError, match="repacks the linear weights.*weight_sync=lora"):
         VLLMPolicy(cfg)
     with pytest.raises(ValueError, match="needs enable_lora=False"):
@@ -104,8 +113,9 @@ def test_publish_merged_puts_the_merged_state_dict_in_buckets(ray_local, tiny_mo
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     want_base = {k: v.clone() for k, v in base.state_dict().items()}
-    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear",
-                                            init_lora_weights=False))  # fmt: skip
+    model = get_peft_model(
+        base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    )
     model.save_pretrained(tmp_path / "adapter")
     want = model.merge_and_unload().state_dict()
     refs = publish_merged(tiny_model_dir, tmp_path / "adapter", bucket_mb=0.05)

@@ -29,19 +29,29 @@ def run_dir(tmp_path: Path) -> Path:
     table = {
         "base": {"version": 0, "synth": {"accuracy": 0.25, "n": 8, "parse_errors": 1}},
         "sft": {"version": 1, "synth": {"accuracy": 0.5, "n": 8, "parse_errors": 0}},
-        "iter1": {"version": 2, "synth": {"accuracy": 0.625, "n": 8, "parse_errors": 0},
-                  "pairs": 3},
-    }  # fmt: skip
+        "iter1": {
+            "version": 2,
+            "synth": {"accuracy": 0.625, "n": 8, "parse_errors": 0},
+            "pairs": 3,
+        },
+    }
     (run / "table.json").write_text(json.dumps(table))
     mcts = run / "iter1-mcts"
     mcts.mkdir()
-    _jsonl(mcts / "pairs.jsonl", [{"chosen_q": q, "rejected_q": r, "tree_id": "t-0"}
-                                  for q, r in [(0.9, 0.1), (0.6, -0.2), (0.3, 0.0)]])  # fmt: skip
+    _jsonl(
+        mcts / "pairs.jsonl",
+        [
+            {"chosen_q": q, "rejected_q": r, "tree_id": "t-0"}
+            for q, r in [(0.9, 0.1), (0.6, -0.2), (0.3, 0.0)]
+        ],
+    )
     _jsonl(
         mcts / "finished.jsonl", [{"tree_id": "t-0", "pairs": 3}, {"tree_id": "t-1", "pairs": 0}]
     )
-    _jsonl(mcts / "progress.jsonl", [{"t": 0.0, "expansions": 0}, {"t": 2.0, "expansions": 10},
-                                     {"t": 4.0, "expansions": 30}])  # fmt: skip
+    _jsonl(
+        mcts / "progress.jsonl",
+        [{"t": 0.0, "expansions": 0}, {"t": 2.0, "expansions": 10}, {"t": 4.0, "expansions": 30}],
+    )
     _jsonl(mcts / "trees_finished.jsonl", [TREE])
     (mcts / "DONE").write_text(json.dumps({"pairs": 3, "seconds": 12.5}))
     (run / "sft").mkdir()
@@ -64,8 +74,12 @@ def test_collect_reads_every_part(run_dir):
 
 def test_throughput_skips_a_restart_and_torn_lines(tmp_path):
     # the manager restarted between t=4 and t=6: its counter starts again from zero
-    prog = [{"t": 0, "expansions": 0}, {"t": 4, "expansions": 40}, {"t": 6, "expansions": 4},
-            {"t": 8, "expansions": 12}]  # fmt: skip
+    prog = [
+        {"t": 0, "expansions": 0},
+        {"t": 4, "expansions": 40},
+        {"t": 6, "expansions": 4},
+        {"t": 8, "expansions": 12},
+    ]
     assert throughput(prog) == [(4, 10.0), (8, 4.0)]
     folder = tmp_path / "r"
     folder.mkdir()

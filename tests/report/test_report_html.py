@@ -83,12 +83,23 @@ def run_dir(searched, tmp_path_factory) -> Path:
         if kept < 3:
             _jsonl(mcts / "trees_finished.jsonl", [tree.to_dict()])
         _jsonl(mcts / "pairs.jsonl", [p.to_dict() for p in pairs])
-        _jsonl(mcts / "finished.jsonl", [{"tree_id": tree.tree_id, "pairs": len(pairs),
-                                          "nodes": len(tree), "simulations": tree.simulations}])  # fmt: skip
+        _jsonl(
+            mcts / "finished.jsonl",
+            [
+                {
+                    "tree_id": tree.tree_id,
+                    "pairs": len(pairs),
+                    "nodes": len(tree),
+                    "simulations": tree.simulations,
+                }
+            ],
+        )
     _jsonl(mcts / "progress.jsonl", [{"t": 0.0, "expansions": 0}, {"t": 1.0, "expansions": 12}])
     (mcts / "DONE").write_text(json.dumps({"seconds": 1.0}))
-    table = {"base": {"version": 0, "synth": {"accuracy": 0.25, "n": 8}},
-             "iter1": {"version": 2, "synth": {"accuracy": 0.5, "n": 8}, "pairs": 3}}  # fmt: skip
+    table = {
+        "base": {"version": 0, "synth": {"accuracy": 0.25, "n": 8}},
+        "iter1": {"version": 2, "synth": {"accuracy": 0.5, "n": 8}, "pairs": 3},
+    }
     (run / "table.json").write_text(json.dumps(table))
     write_report(run)
     return run
@@ -99,7 +110,9 @@ def empty_run(tmp_path_factory) -> Path:
     """A run stopped before any MCTS stage: tables only, no trees."""
     run = tmp_path_factory.mktemp("html") / "empty"
     run.mkdir()
-    (run / "table.json").write_text(json.dumps({"base": {"version": 0, "synth": {"accuracy": 0.1, "n": 4}}}))  # fmt: skip
+    (run / "table.json").write_text(
+        json.dumps({"base": {"version": 0, "synth": {"accuracy": 0.1, "n": 4}}})
+    )
     write_report(run)
     return run
 
@@ -149,8 +162,13 @@ def test_page_is_self_contained_and_escaped(run_dir):
 def test_unreadable_tree_is_listed_not_fatal(tmp_path):
     run = tmp_path / "rollout"
     run.mkdir()
-    old = {"tree_id": "<old>", "parent": [-1, 0], "visits": [2, 1], "w": [0.5, 0.5],
-           "text": ["", "x"]}  # fmt: skip
+    old = {
+        "tree_id": "<old>",
+        "parent": [-1, 0],
+        "visits": [2, 1],
+        "w": [0.5, 0.5],
+        "text": ["", "x"],
+    }
     _jsonl(run / "trees_finished.jsonl", [old])  # written before the format was versioned
     (run / "pairs.jsonl").write_text("")
     write_report(run)
@@ -188,9 +206,15 @@ def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=exe,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield b
         b.close()
 

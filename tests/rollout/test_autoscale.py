@@ -47,11 +47,12 @@ def test_retires_longest_idle_first_and_keeps_the_minimum():
     pol = ScalePolicy(AutoscaleSettings(min_replicas=2, max_replicas=6, idle_s=10), 4)
     idle = {3: 0.0, 4: 5.0, 5: 1.0}
     # 5 serving, min 2 -> at most 3 may go; at t=11 replicas 3 (idle 11 s) and 5 (10 s) qualify
-    assert pol.decide(11.0, waiting_leaves=0, serving=5, starting=0,
-                      idle_since=idle).retire == (3, 5)  # fmt: skip
+    assert pol.decide(11.0, waiting_leaves=0, serving=5, starting=0, idle_since=idle).retire == (
+        3,
+        5,
+    )
     # only one above the minimum
-    assert pol.decide(20.0, waiting_leaves=0, serving=3, starting=0,
-                      idle_since=idle).retire == (3,)  # fmt: skip
+    assert pol.decide(20.0, waiting_leaves=0, serving=3, starting=0, idle_since=idle).retire == (3,)
     # nothing retires while trees wait for a replica
     assert pol.decide(20.0, waiting_leaves=1, serving=5, starting=0, idle_since=idle).retire == ()
 
@@ -97,8 +98,14 @@ def test_manager_grows_while_trees_wait_then_stops_what_it_started():
     samples = make_fake_samples(24, seed=3)
     cfg = MCTSConfig(k=2, simulations=8, max_inflight=4, max_depth=6, max_step_tokens=16)
     auto = AutoscaleSettings(min_replicas=1, max_replicas=3, up_after_s=0.1, idle_s=60.0)
-    manager = TreeManager(samples, cfg, [("fake-0", first)], spec=spec, autoscale=auto,
-                          settings=ManagerSettings(max_batch=4, checkpoint_every_s=0))  # fmt: skip
+    manager = TreeManager(
+        samples,
+        cfg,
+        [("fake-0", first)],
+        spec=spec,
+        autoscale=auto,
+        settings=ManagerSettings(max_batch=4, checkpoint_every_s=0),
+    )
     progress = asyncio.run(manager.run())
     assert manager.pool.moves > 0  # trees left the backed-up replica for the new ones
     assert progress["trees_finished"] == 24 and progress["trees_active"] == 0
@@ -124,8 +131,12 @@ def test_manager_without_autoscale_stays_fixed():
     fakes = [bench.FakeReplica(f"fake-{i}", cost) for i in range(2)]
     samples = make_fake_samples(8, seed=1)
     cfg = MCTSConfig(k=2, simulations=4, max_inflight=4, max_depth=4, max_step_tokens=16)
-    manager = TreeManager(samples, cfg, [(f.name, f) for f in fakes],
-                          settings=ManagerSettings(max_batch=4, checkpoint_every_s=0))  # fmt: skip
+    manager = TreeManager(
+        samples,
+        cfg,
+        [(f.name, f) for f in fakes],
+        settings=ManagerSettings(max_batch=4, checkpoint_every_s=0),
+    )
     progress = asyncio.run(manager.run())
     assert progress["trees_finished"] == 8
     assert manager.scale_events == [] and len(manager.pool.replicas) == 2

@@ -22,8 +22,14 @@ def _bench():
 def test_manager_keeps_fake_replicas_busy_and_loses_nothing():
     bench = _bench()
     cost = bench.FakeLatency(latency=0.1, batch=8, jitter=0.2)
-    res = bench.simulate(trees=16, simulations=12, max_inflight=8, replicas=4, cost=cost,
-                         modes=("ours", "one_inflight"))  # fmt: skip
+    res = bench.simulate(
+        trees=16,
+        simulations=12,
+        max_inflight=8,
+        replicas=4,
+        cost=cost,
+        modes=("ours", "one_inflight"),
+    )
     ours, one = res["ours"], res["one_inflight"]
     for r in (ours, one):
         assert r.trees_finished == 16

@@ -56,26 +56,44 @@ def test_one_search_survives_poison_hang_replica_kill_and_manager_kill(
     ray = ray_local
     samples = list(synthesize(num_samples=TREES, seed=11, max_candidates=3).samples)
     engine = EngineConfig(
-        model=str(long_tiny_model_dir), dtype="float32", max_model_len=8192, enable_lora=True,
-        max_lora_rank=8, memory_fraction=0.1, max_logprobs=4096,
-    )  # fmt: skip
-    pool = ReplicaPool.start(2, engine, num_cpus=1, env=replica_env(), max_restarts=8,
-                             replica_cls=ChaosReplica)  # fmt: skip
+        model=str(long_tiny_model_dir),
+        dtype="float32",
+        max_model_len=8192,
+        enable_lora=True,
+        max_lora_rank=8,
+        memory_fraction=0.1,
+        max_logprobs=4096,
+    )
+    pool = ReplicaPool.start(
+        2, engine, num_cpus=1, env=replica_env(), max_restarts=8, replica_cls=ChaosReplica
+    )
     name = f"chaos-manager-{uuid.uuid4().hex[:6]}"
     out = tmp_path / "rollout"
     try:
         run_sync(pool.wait_ready(timeout=600))
         start = [dict(i) for i in run_sync(pool.infos())]
         ray.get(pool.call(0, "arm_poison"))  # the first expansion replica 0 answers
-        settings = ManagerSettings(max_batch=8, checkpoint_every_s=0.5, revive_every_s=1.0,
-                                   call_timeout_s=CALL_TIMEOUT_S, keep_trees=TREES)  # fmt: skip
+        settings = ManagerSettings(
+            max_batch=8,
+            checkpoint_every_s=0.5,
+            revive_every_s=1.0,
+            call_timeout_s=CALL_TIMEOUT_S,
+            keep_trees=TREES,
+        )
         result: dict = {}
 
         def search() -> None:
             try:
-                result["r"] = run_rollout(samples, MCTSConfig(**MCTS), out, pool=pool,
-                                          settings=settings, manager_name=name,
-                                          manager_restarts=2, progress=False)  # fmt: skip
+                result["r"] = run_rollout(
+                    samples,
+                    MCTSConfig(**MCTS),
+                    out,
+                    pool=pool,
+                    settings=settings,
+                    manager_name=name,
+                    manager_restarts=2,
+                    progress=False,
+                )
             except BaseException as e:  # surfaced by the main thread
                 result["error"] = e
 
@@ -100,8 +118,11 @@ def test_one_search_survives_poison_hang_replica_kill_and_manager_kill(
         assert prog, "the search ended before the hang"
         assert prog["failures"] == 0, "the poison failed a replica call"
         ray.get(pool.call(1, "hang", 3600.0))
-        _wait("the hang detected", lambda: (p := active()) and p["hangs"] >= 1,
-              timeout=CALL_TIMEOUT_S + 120)  # fmt: skip
+        _wait(
+            "the hang detected",
+            lambda: (p := active()) and p["hangs"] >= 1,
+            timeout=CALL_TIMEOUT_S + 120,
+        )
         # 3. kill replica 0 (Ray restarts it): no replica serves until one is back
         failures = active()["failures"]
         pool.kill(0, no_restart=False)

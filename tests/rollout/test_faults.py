@@ -65,9 +65,13 @@ def test_atomic_rewrite_leaves_no_temporary(tmp_path):
 def _run(samples, out_dir, replicas, settings=None):
     async def go():
         manager = TreeManager(
-            samples, CFG, replicas, out_dir=str(out_dir), outcome=fake_outcome,
+            samples,
+            CFG,
+            replicas,
+            out_dir=str(out_dir),
+            outcome=fake_outcome,
             settings=settings or ManagerSettings(max_batch=8, checkpoint_every_s=0),
-        )  # fmt: skip
+        )
         return await manager.run(), manager
 
     return asyncio.run(go())

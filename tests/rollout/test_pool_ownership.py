@@ -32,8 +32,9 @@ def test_the_manager_works_on_the_pool_it_is_given():
     settings = ManagerSettings(
         max_batch=8, checkpoint_every_s=0, call_timeout_s=0.5, revive_every_s=0.2
     )
-    manager = TreeManager(make_fake_samples(6, seed=1), CFG, pool, settings=settings,
-                          outcome=fake_outcome)  # fmt: skip
+    manager = TreeManager(
+        make_fake_samples(6, seed=1), CFG, pool, settings=settings, outcome=fake_outcome
+    )
     assert manager.pool is pool
     progress = asyncio.run(manager.run())
     assert progress["hangs"] == 1 and progress["trees_finished"] == 6
@@ -48,8 +49,13 @@ def test_replicas_the_manager_adds_are_in_the_callers_pool():
     pool = ReplicaPool([("fake-0", bench.FakeReplica("fake-0", cost))], spec=spec)
     auto = AutoscaleSettings(min_replicas=1, max_replicas=3, up_after_s=0.1, idle_s=60.0)
     cfg = MCTSConfig(k=2, simulations=8, max_inflight=4, max_depth=6, max_step_tokens=16)
-    manager = TreeManager(make_fake_samples(24, seed=3), cfg, pool, autoscale=auto,
-                          settings=ManagerSettings(max_batch=4, checkpoint_every_s=0))  # fmt: skip
+    manager = TreeManager(
+        make_fake_samples(24, seed=3),
+        cfg,
+        pool,
+        autoscale=auto,
+        settings=ManagerSettings(max_batch=4, checkpoint_every_s=0),
+    )
     asyncio.run(manager.run())
     added = [st for st in pool.replicas if st.launched]
     assert len(added) == 2 == len(spec.launched)
@@ -136,10 +142,17 @@ def test_the_driver_sees_what_the_manager_actor_learned(ray_local, tmp_path):
     pool = ReplicaPool([("good", actor.remote("good")), ("hangs", actor.remote("hangs", marker))])
     run_sync(pool.wait_ready(timeout=60))
     before = pool.replicas[1].incarnation
-    settings = ManagerSettings(max_batch=4, checkpoint_every_s=0, call_timeout_s=2.0,
-                               revive_every_s=0.3)  # fmt: skip
-    res = run_rollout(make_fake_samples(6, seed=4), CFG, tmp_path / "out", pool=pool,
-                      settings=settings, progress=False)  # fmt: skip
+    settings = ManagerSettings(
+        max_batch=4, checkpoint_every_s=0, call_timeout_s=2.0, revive_every_s=0.3
+    )
+    res = run_rollout(
+        make_fake_samples(6, seed=4),
+        CFG,
+        tmp_path / "out",
+        pool=pool,
+        settings=settings,
+        progress=False,
+    )
     assert res.progress["hangs"] == 1 and res.progress["trees_finished"] == 6
     # the manager timed the replica out and had Ray restart it: the driver's pool says so
     # (the search went on without it, so it may not be back yet: the pool revives it)

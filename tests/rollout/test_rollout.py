@@ -32,9 +32,14 @@ def pool(ray_local, tiny_model_dir):
     from itool_ray.rollout import ReplicaPool, run_sync
 
     cfg = EngineConfig(
-        model=str(tiny_model_dir), dtype="float32", max_model_len=4096, enable_lora=True,
-        max_lora_rank=8, memory_fraction=0.1, max_logprobs=4096,
-    )  # fmt: skip
+        model=str(tiny_model_dir),
+        dtype="float32",
+        max_model_len=4096,
+        enable_lora=True,
+        max_lora_rank=8,
+        memory_fraction=0.1,
+        max_logprobs=4096,
+    )
     pool = ReplicaPool.start(2, cfg, num_cpus=1, env=replica_env(), max_restarts=2)
     run_sync(pool.wait_ready(timeout=600))
     yield pool
@@ -46,8 +51,14 @@ def _rollout(pool, samples, out, **mcts):
     from itool_ray.rollout import ManagerSettings, run_rollout
 
     cfg = MCTSConfig(**{**MCTS, **mcts})
-    return run_rollout(samples, cfg, out, pool=pool, settings=ManagerSettings(max_batch=16, checkpoint_every_s=0.5),
-                       progress=False)  # fmt: skip
+    return run_rollout(
+        samples,
+        cfg,
+        out,
+        pool=pool,
+        settings=ManagerSettings(max_batch=16, checkpoint_every_s=0.5),
+        progress=False,
+    )
 
 
 def _finished_ids(out):
@@ -121,16 +132,30 @@ def test_manager_checkpoint_resumes(pool, samples, tmp_path):
     handles = [(st.name, st.handle) for st in pool.replicas]
     settings = ManagerSettings(max_batch=4, calls_per_replica=1, checkpoint_every_s=0.2)
     actor = ray.remote(TreeManager).options(num_cpus=0.5, max_concurrency=8)
-    first = actor.remote(samples, cfg, handles, version=pool.version, adapter=pool.adapter,
-                         out_dir=str(tmp_path), settings=settings)  # fmt: skip
+    first = actor.remote(
+        samples,
+        cfg,
+        handles,
+        version=pool.version,
+        adapter=pool.adapter,
+        out_dir=str(tmp_path),
+        settings=settings,
+    )
     first.run.remote()
     deadline = time.time() + 120
     while ray.get(first.progress.remote())["expansions"] < 6 and time.time() < deadline:
         time.sleep(0.2)
     ray.kill(first)  # the manager dies mid-run
     assert (tmp_path / "trees.json").exists()
-    second = actor.remote(samples, cfg, handles, version=pool.version, adapter=pool.adapter,
-                          out_dir=str(tmp_path), settings=settings)  # fmt: skip
+    second = actor.remote(
+        samples,
+        cfg,
+        handles,
+        version=pool.version,
+        adapter=pool.adapter,
+        out_dir=str(tmp_path),
+        settings=settings,
+    )
     final = ray.get(second.run.remote(), timeout=300)
     assert final["trees_restored"] > 0
     assert sorted(_finished_ids(tmp_path)) == sorted(s.id for s in samples)

@@ -68,14 +68,25 @@ def pairs(tokenizer) -> list[Pair]:
     out = []
     for i, (city, zone) in enumerate(zip(CITIES, ZONES, strict=True)):
         out.append(
-            _pair(i, "", f'[get_weather(city="{city}")]', '[convert(amount=1, unit="EUR")]',
-                  f"Weather in {city}?", tokenizer=tokenizer)
-        )  # fmt: skip
+            _pair(
+                i,
+                "",
+                f'[get_weather(city="{city}")]',
+                '[convert(amount=1, unit="EUR")]',
+                f"Weather in {city}?",
+                tokenizer=tokenizer,
+            )
+        )
         out.append(
-            _pair(i + 10, f'[get_weather(city="{city}"), ', f'get_time(zone="{zone}")]',
-                  'convert(amount=2, unit="USD")]', f"Weather and time in {city}?",
-                  tokenizer=tokenizer)
-        )  # fmt: skip
+            _pair(
+                i + 10,
+                f'[get_weather(city="{city}"), ',
+                f'get_time(zone="{zone}")]',
+                'convert(amount=2, unit="USD")]',
+                f"Weather and time in {city}?",
+                tokenizer=tokenizer,
+            )
+        )
     return out
 
 
@@ -95,9 +106,14 @@ def _step_logps(model, tokenizer, dataset) -> list[tuple[float, float]]:
 def test_pairs_to_dataset_layout(pairs, tokenizer):
     sampled = encode(tokenizer, pairs[1].chosen)  # as if the policy had sampled these ids
     with_ids = _pair(
-        99, pairs[1].prefix, pairs[1].chosen, pairs[1].rejected, "Weather and time in Paris?",
-        ids=(sampled, encode(tokenizer, pairs[1].rejected)), tokenizer=tokenizer,
-    )  # fmt: skip
+        99,
+        pairs[1].prefix,
+        pairs[1].chosen,
+        pairs[1].rejected,
+        "Weather and time in Paris?",
+        ids=(sampled, encode(tokenizer, pairs[1].rejected)),
+        tokenizer=tokenizer,
+    )
     ds = pairs_to_dataset([pairs[0], pairs[1], with_ids], tokenizer)
     sample = Sample(id="x", tools=TOOLS, messages=pairs[1].prompt_messages, gold="")
     chat = render_prompt(sample, tokenizer)
@@ -140,8 +156,10 @@ def test_training_rows_hold_the_sampled_prefix_ids(pairs, tokenizer):
     assert sampled != canonical and tokenizer.decode(sampled) == tokenizer.decode(canonical)
     pair = replace(p, prefix_token_ids=tuple(sampled))
     (row,) = pairs_to_dataset([pair], tokenizer)
-    chat = encode(tokenizer, render_prompt(
-        Sample(id="x", tools=TOOLS, messages=p.prompt_messages, gold=""), tokenizer))  # fmt: skip
+    chat = encode(
+        tokenizer,
+        render_prompt(Sample(id="x", tools=TOOLS, messages=p.prompt_messages, gold=""), tokenizer),
+    )
     assert row["prompt_ids"] == chat + sampled
     (re_encoded,) = pairs_to_dataset([pair], tokenizer, use_token_ids=False)
     assert re_encoded["prompt_ids"] == chat + canonical  # the ablation re-encodes

@@ -24,8 +24,10 @@ def conversation(cid: str, city: str, zone: str) -> list[Sample]:
     m2 = (*m1, {"role": "assistant", "content": first}, {"role": "tool", "content": "sunny"})
     m3 = (*m2, {"role": "assistant", "content": second}, {"role": "tool", "content": "09:30"})
     golds = (first, second, "Sunny, and it is 09:30.")
-    return [Sample(id=f"{cid}#{i}", tools=tools, messages=m, gold=g)
-            for i, (m, g) in enumerate(zip((m1, m2, m3), golds, strict=True))]  # fmt: skip
+    return [
+        Sample(id=f"{cid}#{i}", tools=tools, messages=m, gold=g)
+        for i, (m, g) in enumerate(zip((m1, m2, m3), golds, strict=True))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,9 @@ def test_a_conversation_is_one_sft_row_whose_labels_are_every_message(tokenizer,
     rows = build_sft_dataset(talks, tokenizer)
     assert rows["covers"] == [["a#0", "a#1", "a#2"], ["b#0", "b#1", "b#2"]]
     assert rows["id"] == ["a#2", "b#2"]
-    for row, mask, ids in zip(rows["input_ids"], rows["completion_mask"], rows["covers"],
-                              strict=True):  # fmt: skip
+    for row, mask, ids in zip(
+        rows["input_ids"], rows["completion_mask"], rows["covers"], strict=True
+    ):
         by_id = {s.id: s for s in talks}
         want = [0] * len(row)
         for sid in ids:  # each message's own row is a prefix, its response marked in place
