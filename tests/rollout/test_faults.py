@@ -1,17 +1,15 @@
 """Nothing lost, nothing stuck: torn journals resume, a hung replica is timed out and its work
-goes elsewhere. In-process FAKE replicas (``jobs/bench_manager.py``), the shipped manager."""
+goes elsewhere. In-process FAKE replicas (``itool_ray/rollout/fake.py``), the shipped manager."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from itool_ray.mcts import MCTSConfig, fake_outcome, make_fake_samples
+from itool_ray.rollout.fake import FakeLatency, FakeReplica
 from itool_ray.rollout.journal import (
     JournalError,
     append_jsonl,
@@ -21,18 +19,7 @@ from itool_ray.rollout.journal import (
 )
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
 
-ROOT = Path(__file__).resolve().parents[2]
 CFG = MCTSConfig(k=2, simulations=4, max_inflight=2, max_depth=4)
-
-
-def _bench():
-    name = "bench_manager"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "jobs" / "bench_manager.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 # ---- journals ------------------------------------------------------------------------------
@@ -78,9 +65,8 @@ def _run(samples, out_dir, replicas, settings=None):
 
 
 def _fakes(n, latency=0.01):
-    bench = _bench()
-    cost = bench.FakeLatency(latency=latency, batch=8, jitter=0.0)
-    return [(f"fake-{i}", bench.FakeReplica(f"fake-{i}", cost, seed=i)) for i in range(n)]
+    cost = FakeLatency(latency=latency, batch=8, jitter=0.0)
+    return [(f"fake-{i}", FakeReplica(f"fake-{i}", cost, seed=i)) for i in range(n)]
 
 
 def test_resume_after_torn_journals(tmp_path):
