@@ -1,5 +1,5 @@
 """Replica autoscaling: the pure rule book, and the TreeManager growing and shrinking a pool of
-FAKE in-process replicas (jobs/bench_manager.py's fixed-latency fakes; no Ray, no vLLM)."""
+FAKE in-process replicas (itool_ray/rollout/fake.py's fixed-latency fakes; no Ray, no vLLM)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from itool_ray.mcts import MCTSConfig
 from itool_ray.mcts.fake import make_fake_samples
+from itool_ray.rollout import fake as bench
 from itool_ray.rollout.autoscale import AutoscaleSettings, ScaleDecision, ScalePolicy
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
-from tests.rollout.test_bench_manager import _bench
 
 
 def test_settings_reject_bad_bounds():
@@ -64,7 +64,6 @@ class _StartingFake:
         self._fake, self._delay = fake, delay
         self.name = fake.name
         self.expand, self.evaluate, self.load_policy = fake.expand, fake.evaluate, fake.load_policy
-        bench = _bench()
         self.info = bench.FakeMethod(self._info)
 
     async def _info(self):
@@ -82,7 +81,7 @@ class _FakeSpec:
         self.cost, self.delay, self.launched, self.stopped = cost, delay, [], []
 
     def launch(self, name: str):
-        fake = _bench().FakeReplica(name, self.cost, seed=len(self.launched) + 1)
+        fake = bench.FakeReplica(name, self.cost, seed=len(self.launched) + 1)
         self.launched.append(fake)
         return _StartingFake(fake, self.delay)
 
@@ -91,7 +90,6 @@ class _FakeSpec:
 
 
 def test_manager_grows_while_trees_wait_then_stops_what_it_started():
-    bench = _bench()
     cost = bench.FakeLatency(latency=0.05, batch=4, jitter=0.0, eval_cost=0.25)
     first = bench.FakeReplica("fake-0", cost)
     spec = _FakeSpec(cost, delay=0.2)
@@ -126,7 +124,6 @@ def test_manager_grows_while_trees_wait_then_stops_what_it_started():
 
 
 def test_manager_without_autoscale_stays_fixed():
-    bench = _bench()
     cost = bench.FakeLatency(latency=0.02, batch=4, jitter=0.0)
     fakes = [bench.FakeReplica(f"fake-{i}", cost) for i in range(2)]
     samples = make_fake_samples(8, seed=1)
@@ -153,7 +150,7 @@ class _DeadOnArrival:
     name = "doa"
 
     def __init__(self) -> None:
-        self.info = _bench().FakeMethod(self._info)
+        self.info = bench.FakeMethod(self._info)
 
     async def _info(self):
         import ray
@@ -164,7 +161,6 @@ class _DeadOnArrival:
 def test_replica_that_dies_while_starting_is_launched_again():
     from itool_ray.rollout.pool import ReplicaPool
 
-    bench = _bench()
     spec = _FakeSpec(bench.FakeLatency(latency=0.01, batch=4), delay=0.0)
     pool = ReplicaPool([("r-0", _DeadOnArrival())], spec=spec)
     asyncio.run(pool.wait_ready(timeout=10))

@@ -2,7 +2,7 @@
 same object in-process; lent to the manager actor and taken back on Ray), so a replica the
 manager marks down, restarts or adds is so in the driver's pool afterwards.
 
-FAKE replicas: in-process ones (``jobs/bench_manager.py``) and FAKE replica actors on a local
+FAKE replicas: in-process ones (``itool_ray/rollout/fake.py``) and FAKE replica actors on a local
 Ray (the fake engine's answers, no vLLM)."""
 
 from __future__ import annotations
@@ -14,18 +14,17 @@ from pathlib import Path
 import pytest
 
 from itool_ray.mcts import MCTSConfig, fake_outcome, make_fake_samples
+from itool_ray.rollout import fake as bench
 from itool_ray.rollout.autoscale import AutoscaleSettings
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
 from itool_ray.rollout.pool import ReplicaPool
 from tests.rollout.test_autoscale import _FakeSpec
-from tests.rollout.test_bench_manager import _bench
 from tests.rollout.test_faults import _HangsOnce
 
 CFG = MCTSConfig(k=2, simulations=4, max_inflight=2, max_depth=4)
 
 
 def test_the_manager_works_on_the_pool_it_is_given():
-    bench = _bench()
     cost = bench.FakeLatency(latency=0.01, batch=8, jitter=0.0)
     hanging = _HangsOnce(bench.FakeReplica("fake-0", cost, seed=0))
     pool = ReplicaPool([("fake-0", hanging), ("fake-1", bench.FakeReplica("fake-1", cost, 1))])
@@ -43,7 +42,6 @@ def test_the_manager_works_on_the_pool_it_is_given():
 
 
 def test_replicas_the_manager_adds_are_in_the_callers_pool():
-    bench = _bench()
     cost = bench.FakeLatency(latency=0.05, batch=4, jitter=0.0, eval_cost=0.25)
     spec = _FakeSpec(cost, delay=0.1)
     pool = ReplicaPool([("fake-0", bench.FakeReplica("fake-0", cost))], spec=spec)
@@ -72,7 +70,7 @@ class _Restarting:
 
     def __init__(self, inner) -> None:
         self._inner, self.refused = inner, 0
-        self.info = _bench().FakeMethod(self._info)
+        self.info = bench.FakeMethod(self._info)
 
     async def _info(self):
         import ray
@@ -86,7 +84,6 @@ class _Restarting:
 def test_waiting_for_a_restarting_replica_is_not_an_error():
     # a tree manager restarted while Ray restarts a replica waits for it (it once failed its
     # run, and the driver counted that as a second manager death)
-    bench = _bench()
     restarting = _Restarting(bench.FakeReplica("r-0", bench.FakeLatency(latency=0.01, batch=4)))
     pool = ReplicaPool([("r-0", restarting)])
     asyncio.run(pool.wait_ready(timeout=30, relaunches=0))
