@@ -14,6 +14,7 @@ rows that do not extend one another (every single-turn sample) stay their own ho
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 
@@ -71,3 +72,14 @@ def shared_response_logprobs(
             a = len(prompts[m]) - starts[k]
             out[m] = row[a : a + len(responses[m])]
     return out
+
+
+def response_perplexities(
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    logprobs_of: Callable[[list[list[int]], list[int]], Sequence[Sequence[float]]],
+) -> list[float]:
+    """h = P(response | prompt) ** (-1/n) per pair (iTool eq. 4) from
+    :func:`shared_response_logprobs`; ``inf`` for an empty response."""
+    lps = shared_response_logprobs(prompts, responses, logprobs_of)
+    return [math.exp(-sum(lp) / len(lp)) if lp else math.inf for lp in lps]

@@ -32,7 +32,6 @@ from itool_ray.data import (
     render_prompt,
     render_self_eval_prompt,
 )
-from itool_ray.data.prefix import shared_response_logprobs
 from itool_ray.mcts.search import EvalRequest, ExpandRequest
 from itool_ray.mcts.step import Step
 
@@ -290,18 +289,13 @@ class StepEngine:
         # which select_hard counts as hardest
         context = self.policy.config.max_model_len
         fits = [len(p) + len(r) <= context for p, r in zip(prompts, responses, strict=True)]
-
-        def scored(idx: list[int]) -> list[float]:
-            # a sample that is a prefix of another (a multi-turn task's earlier messages) is
-            # read off the longer one's prompt log-probs: one prefill per task
-            lps = shared_response_logprobs(
-                [prompts[i] for i in idx],
-                [responses[i] for i in idx],
-                self.policy.prompt_logprobs,
-            )
-            return [math.exp(-sum(lp) / len(lp)) if lp else math.inf for lp in lps]
-
-        return _where_fits(fits, math.inf, scored)
+        return _where_fits(
+            fits,
+            math.inf,
+            lambda idx: self.policy.perplexity(
+                [prompts[i] for i in idx], [responses[i] for i in idx]
+            ),
+        )
 
 
 def _where_fits(fits: Sequence[bool], default: float, run) -> list[float]:

@@ -7,13 +7,13 @@ module only talks to vLLM.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from itool_ray.data.prefix import response_perplexities
 from itool_ray.policy.config import EngineConfig
 from itool_ray.policy.cpu_lora import ENV as CPU_LORA_ENV
 from itool_ray.policy.cpu_lora import EXTENSION as CPU_LORA_EXTENSION
@@ -309,10 +309,10 @@ class VLLMPolicy:
     def perplexity(
         self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
     ) -> list[float]:
-        """h = P(y | q, T) ** (-1/n) per (prompt, response) pair (paper eq. 4), batched."""
-        full = [list(p) + list(r) for p, r in zip(prompts, responses, strict=True)]
-        lps = self.prompt_logprobs(full, [len(p) for p in prompts])
-        return [math.exp(-sum(lp) / len(lp)) if lp else float("inf") for lp in lps]
+        """h = P(y | q, T) ** (-1/n) per (prompt, response) pair (paper eq. 4), batched. A
+        pair that is a prefix of another (a multi-turn task's earlier messages) is read off the
+        longer one's prompt log-probs: one prefill per task (``itool_ray.data.prefix``)."""
+        return response_perplexities(prompts, responses, self.prompt_logprobs)
 
 
 def _completion(c) -> Completion:

@@ -8,14 +8,13 @@ ids then response ids, no added special tokens).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from itool_ray.data import Sample, render_prompt
-from itool_ray.data.prefix import shared_response_logprobs
+from itool_ray.data.prefix import response_perplexities
 from itool_ray.train._common import (
     cpu_threads,
     encode,
@@ -103,7 +102,6 @@ def hf_perplexity(
 
         # a sample that is a prefix of another (a multi-turn task's earlier messages) is read
         # off the longer row's forward pass (itool_ray.data.prefix)
-        lps = shared_response_logprobs(prompts, responses, batched)
-        result = [math.exp(-sum(lp) / len(lp)) if lp else math.inf for lp in lps]
+        result = response_perplexities(prompts, responses, batched)
         log.info("hf_perplexity: %d samples on %s", len(samples), device.name)
     return result
