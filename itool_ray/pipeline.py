@@ -328,6 +328,7 @@ class Runtime:
     trainer: Any = None
     broadcasts: list[dict[str, Any]] = field(default_factory=list)
     monitor: RunMonitor = field(default_factory=lambda: RunMonitor(print))
+    decode_budget: int | None = None  # eval.max_tokens=auto, resolved once per run
 
     def init(self) -> None:
         """Connect to the cluster, or start a local Ray whose CPU slots cover every actor of
@@ -468,6 +469,8 @@ def _decode_budget(rt: Runtime, sets: dict, multi_turn: dict) -> int:
     """``eval.max_tokens``, ``auto`` resolved on the held-out golds (EvalSection)."""
     if rt.cfg.eval.max_tokens != "auto":
         return rt.cfg.eval.max_tokens
+    if rt.decode_budget is not None:  # every evaluation stage reads the same held-out golds
+        return rt.decode_budget
     from transformers import AutoTokenizer
 
     from itool_ray.envs.steps import gold_path
@@ -477,7 +480,8 @@ def _decode_budget(rt: Runtime, sets: dict, multi_turn: dict) -> int:
     golds = [s.gold for samples in sets.values() for s in samples]
     golds += [m for entries in multi_turn.values() for e in entries for m in gold_path(e)]
     counts = [len(tok(g, add_special_tokens=False)["input_ids"]) for g in golds]
-    return min(decode_budget(counts), rt.cfg.engine.max_model_len // 2)
+    rt.decode_budget = min(decode_budget(counts), rt.cfg.engine.max_model_len // 2)
+    return rt.decode_budget
 
 
 def _sft_stage(rt: Runtime, data_dir: Path, out: Path) -> dict:
