@@ -282,8 +282,12 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
     for it in its:
         wanted += [("easy-to-hard SFT", it, "all"), ("easy-to-hard SFT", it, "hard")]
     wanted += [(its[0], f"iter 1 with {loss.upper()}", "all") for loss in cfg.losses]
+    wanted += [(a, b, "all") for a, b in zip(its, its[1:], strict=False)]
     if cfg.one_step_search:
-        wanted.append(("iter 1, one-step search", its[0], "all"))
+        wanted += [
+            ("iter 1, one-step search", its[0], "all"),
+            ("iter 1, one-step search", its[0], "hard"),
+        ]
     out = []
     for a, b, subset in wanted:
         if a not in recs or b not in recs:
@@ -291,6 +295,116 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
         hard = subset == "hard"
         test = paired(_flat(recs[a], hard), _flat(recs[b], hard))
         out.append({"a": a, "b": b, "records": subset, **test.to_dict()})
+    return out
+
+
+# issue targets of the reproduction (RESULTS.md states each one met or not, and by how much)
+SFT_GAIN_TARGET = 0.20  # easy-to-hard SFT above base, points as a fraction, at p < 0.01
+TRAINED_PAIRS_TARGET = 0.9  # pair accuracy after DPO on the pairs it trained on
+HELDOUT_PAIRS_TARGET = 0.6  # ... and on pairs from trees of samples it did not train on
+PAIRS_TARGET = 150  # preference pairs per iteration
+
+
+def _comparison(comps: list[dict], a: str, b: str, records: str) -> dict | None:
+    return next((c for c in comps if (c["a"], c["b"], c["records"]) == (a, b, records)), None)
+
+
+def _gain(c: dict) -> str:
+    return (
+        f"{100 * c['difference']:+.1f} pts ({c['a_correct']} -> {c['b_correct']} of {c['n']}; "
+        f"only A {c['only_a']}, only B {c['only_b']}), p = {c['p_value']:.2g}"
+    )
+
+
+def _pair_score(x: dict | None) -> str:
+    from itool_ray.eval.stats import wilson
+
+    if not x or not x.get("n"):
+        return "no pairs scored"
+    n, acc = x["n"], x["accuracy"]
+    k = round(acc * n)
+    lo, hi = wilson(k, n)
+    return f"{acc:.3f} ({k}/{n}) [{lo:.2f}, {hi:.2f}], mean margin {x['mean_margin']:+.3f}"
+
+
+def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
+    """Each target and claim of the reproduction with what was measured and a plain verdict
+    (``met`` / ``not met`` / ``not run yet``), from a ``summarize`` result: the issue's
+    targets (SFT gain, pair accuracy after DPO, pairs per iteration, the best iteration on
+    the hard rows) and the paper's comparisons (each backed by its McNemar p-value)."""
+    rows, comps = result["rows"], result.get("comparisons") or []
+    out: list[dict[str, str]] = []
+
+    def add(claim: str, target: str, measured: str | None, met: bool | None) -> None:
+        verdict = "not run yet" if measured is None else ("met" if met else "not met")
+        out.append(
+            {"claim": claim, "target": target, "measured": measured or "-", "verdict": verdict}
+        )
+
+    c = _comparison(comps, "base", "easy-to-hard SFT", "all")
+    met = bool(c) and c["difference"] >= SFT_GAIN_TARGET and c["p_value"] < 0.01
+    short = "" if not c or met else f"; {100 * (SFT_GAIN_TARGET - c['difference']):.1f} pts short"
+    add(
+        "easy-to-hard SFT above base (all held-out records)",
+        f">= +{100 * SFT_GAIN_TARGET:.0f} pts, p < 0.01",
+        c and _gain(c) + (short if c["difference"] < SFT_GAIN_TARGET else ""),
+        met,
+    )
+    its = [k for k in rows if k.startswith("iTool iter ")]
+    for name in its:
+        r = rows[name]
+        d = (r or {}).get("dpo") or {}
+        pairs = (r or {}).get("pairs")
+        add(
+            f"{name}: preference pairs from the search",
+            f">= {PAIRS_TARGET}",
+            None if r is None else f"{pairs} pairs",
+            pairs is not None and pairs >= PAIRS_TARGET,
+        )
+        for key, label, target in (
+            ("trained_pairs", "trained", TRAINED_PAIRS_TARGET),
+            ("heldout_pairs", "held-out", HELDOUT_PAIRS_TARGET),
+        ):
+            x = d.get(key)
+            add(
+                f"{name}: pair accuracy after DPO, {label} pairs",
+                f">= {target}",
+                None if r is None else _pair_score(x),
+                bool(x) and x["accuracy"] >= target,
+            )
+    for records, label in (("hard", "the hard rows (2+ gold calls)"), ("all", "all records")):
+        found = [c for it in its if (c := _comparison(comps, "easy-to-hard SFT", it, records))]
+        best = max(found, key=lambda c: (c["b_correct"], -c["p_value"]), default=None)
+        add(
+            f"best iTool iteration above easy-to-hard SFT on {label}",
+            "higher, p < 0.05",
+            best and f"{best['b']}: {_gain(best)}",
+            bool(best) and best["difference"] > 0 and best["p_value"] < 0.05,
+        )
+    claims = [
+        ("mixed SFT", "easy-to-hard SFT", "all", "easy-to-hard SFT above mixed SFT"),
+        *[(a, b, "all", f"{b} above {a}") for a, b in zip(its, its[1:], strict=False)],
+        *[
+            (its[0], k, "all", f"DPO above {k.removeprefix('iter 1 with ')} at iteration 1")
+            for k in rows
+            if k.startswith("iter 1 with ")
+        ],
+        (
+            "iter 1, one-step search",
+            its[0] if its else "",
+            "all",
+            "search to a terminal state above one-step search (iteration 1)",
+        ),
+    ]
+    for a, b, records, claim in claims:
+        if a not in rows or b not in rows:
+            continue
+        c = _comparison(comps, a, b, records)
+        if claim.startswith("DPO above"):  # the other loss is B: DPO is better when B - A < 0
+            met = bool(c) and c["difference"] < 0 and c["p_value"] < 0.05
+        else:
+            met = bool(c) and c["difference"] > 0 and c["p_value"] < 0.05
+        add(claim, "higher, p < 0.05", c and _gain(c), met)
     return out
 
 
@@ -305,6 +419,7 @@ def summarize(cfg: ExperimentsConfig, seconds: dict[str, float] | None = None) -
         "mean_accuracy": {k: v and mean_accuracy(v) for k, v in rows.items()},
         "comparisons": comparisons(cfg),
     }
+    result["verdicts"] = verdicts(result)
     root = Path(cfg.run_dir)
     (root / "results.json").write_text(json.dumps(result, indent=1))
     (root / "results.md").write_text(results_markdown(result))
@@ -443,6 +558,18 @@ def results_markdown(result: dict[str, Any]) -> str:
                 f"{'-' if reach is None else f'{reach:.2f}'} | {sc(d.get('trained_pairs'))} | "
                 f"{sc(d.get('heldout_pairs'))} |"
             )
+    if result.get("verdicts"):
+        lines += [
+            "",
+            "Targets and claims (A and B as in the paired comparisons above):",
+            "",
+            "| claim | target | measured | verdict |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {v['claim']} | {v['target']} | {v['measured']} | {v['verdict']} |"
+            for v in result["verdicts"]
+        ]
     lines += [
         "",
         "Wall time per run (s): " + ", ".join(f"{k} {v}" for k, v in result["seconds"].items()),

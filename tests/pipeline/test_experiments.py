@@ -148,3 +148,55 @@ def test_intervals_and_paired_tests_from_per_record_results(tmp_path):
     assert comp["p_value"] == pytest.approx(2 / 2**26)
     md = (root / "results.md").read_text()
     assert "| base | easy-to-hard SFT | all | 40 | 4 | 30 | 0 | 26 | +65.0 pts |" in md
+
+
+def test_verdicts_state_each_target_met_or_not_and_by_how_much():
+    from itool_ray.experiments import verdicts
+
+    def comp(a, b, records, n, a_ok, b_ok, only_a, only_b, p):
+        return {
+            "a": a,
+            "b": b,
+            "records": records,
+            "n": n,
+            "a_correct": a_ok,
+            "b_correct": b_ok,
+            "only_a": only_a,
+            "only_b": only_b,
+            "difference": (b_ok - a_ok) / n,
+            "p_value": p,
+        }
+
+    score = {"n": 40, "accuracy": 0.35, "mean_margin": -0.1, "when": "after"}
+    rows = {
+        "base": {},
+        "easy-to-hard SFT": {},
+        "iTool iter 1 (DPO)": {
+            "pairs": 129,
+            "dpo": {"trained_pairs": {**score, "n": 89, "accuracy": 0.91}, "heldout_pairs": score},
+        },
+        "iTool iter 2 (DPO)": None,
+        "iter 1 with IPO": {"pairs": 129, "dpo": {}},
+    }
+    comps = [
+        comp("base", "easy-to-hard SFT", "all", 300, 8, 53, 8, 53, 3e-9),
+        comp("easy-to-hard SFT", "iTool iter 1 (DPO)", "hard", 63, 4, 12, 0, 8, 0.0078),
+        comp("easy-to-hard SFT", "iTool iter 1 (DPO)", "all", 300, 53, 59, 1, 7, 0.07),
+        comp("iTool iter 1 (DPO)", "iter 1 with IPO", "all", 300, 59, 50, 12, 3, 0.035),
+    ]
+    out = {v["claim"]: v for v in verdicts({"rows": rows, "comparisons": comps})}
+    sft = out["easy-to-hard SFT above base (all held-out records)"]
+    assert sft["verdict"] == "not met" and "+15.0 pts" in sft["measured"]
+    assert "5.0 pts short" in sft["measured"]  # significant, but short of +20
+    assert out["iTool iter 1 (DPO): preference pairs from the search"]["verdict"] == "not met"
+    trained = out["iTool iter 1 (DPO): pair accuracy after DPO, trained pairs"]
+    assert trained["verdict"] == "met" and "(81/89)" in trained["measured"]
+    held = out["iTool iter 1 (DPO): pair accuracy after DPO, held-out pairs"]
+    assert held["verdict"] == "not met" and "[0.22, 0.50]" in held["measured"]
+    assert out["iTool iter 2 (DPO): preference pairs from the search"]["verdict"] == "not run yet"
+    hard = out["best iTool iteration above easy-to-hard SFT on the hard rows (2+ gold calls)"]
+    assert hard["verdict"] == "met" and hard["measured"].startswith("iTool iter 1 (DPO)")
+    assert out["best iTool iteration above easy-to-hard SFT on all records"]["verdict"] == "not met"
+    # the other loss is B: DPO wins when B is lower
+    assert out["DPO above IPO at iteration 1"]["verdict"] == "met"
+    assert "easy-to-hard SFT above mixed SFT" not in out  # no mixed row configured
