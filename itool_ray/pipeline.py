@@ -366,6 +366,7 @@ class Runtime:
                 num_gpus=t.num_gpus,
                 resources=t.resources or None,
                 env={"TOKENIZERS_PARALLELISM": "false", **self.monitor.actor_env()},
+                wait=self.monitor.follow,
             )
         return self.trainer
 
@@ -403,10 +404,10 @@ class Runtime:
             run_sync(self.pool.revive(timeout=10.0))
         if self.pool.version != policy.version:
             if full:
-                refs = ray.get(self.get_trainer().publish_weights.remote(policy.adapter))
+                refs = self.get_trainer().publish_weights(policy.adapter)
                 seconds = run_sync(self.pool.broadcast_weights(policy.version, refs))
             else:
-                ref = self.get_trainer().publish.remote(policy.adapter)  # once, object store
+                ref = self.get_trainer().publish(policy.adapter)  # once, object store
                 seconds = run_sync(self.pool.broadcast(policy.version, ref))
             self.broadcasts.append(
                 {
@@ -425,12 +426,11 @@ class Runtime:
         return self.pool
 
     def close(self) -> None:
-        import ray
 
         if self.pool is not None:
             self.pool.shutdown()
         if self.trainer is not None:
-            ray.kill(self.trainer)
+            self.trainer.kill()
 
 
 # ---- stages ----------------------------------------------------------------------------------
@@ -486,12 +486,10 @@ def _decode_budget(rt: Runtime, sets: dict, multi_turn: dict) -> int:
 
 def _sft_stage(rt: Runtime, data_dir: Path, out: Path) -> dict:
     settings = rt.cfg.train.sft.build()
-    ref = rt.get_trainer().warmup_sft.remote(warmup_buckets(data_dir), str(out), settings)
-    return rt.monitor.follow(ref, out)
+    return rt.get_trainer().warmup_sft(warmup_buckets(data_dir), str(out), settings)
 
 
 def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
-    import ray
 
     from itool_ray.rollout import run_sync
     from itool_ray.rollout.scatter import scatter
@@ -523,7 +521,7 @@ def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dic
             rt.model_dir, policy.adapter, samples, shards, num_cpus=rt.cfg.replicas.num_cpus or 1
         )
     else:
-        ppl = ray.get(rt.get_trainer().perplexity.remote(policy.adapter, samples))
+        ppl = rt.get_trainer().perplexity(policy.adapter, samples)
     rt.monitor.progress(out.name, len(samples), len(samples), unit="samples")
     candidates: list[Any] = samples
     if (data_dir / MT_REINFORCE).is_file():  # multi-turn: entries ranked by their steps' h
@@ -588,10 +586,7 @@ def _dpo_stage(rt: Runtime, mcts_dir: Path, policy: Policy, out: Path) -> dict:
     if not train:
         return {"skipped": "no pairs", "adapter_dir": policy.adapter}
     settings = rt.cfg.train.dpo.build()
-    trainer = rt.get_trainer()
-    result = rt.monitor.follow(
-        trainer.dpo.remote(policy.adapter, train, str(out), settings, heldout), out
-    )
+    result = rt.get_trainer().dpo(policy.adapter, train, str(out), settings, heldout)
     trees = {
         "trained_trees": len({p.tree_id for p in train}),
         "heldout_trees": len({p.tree_id for p in heldout}),
@@ -717,14 +712,10 @@ def run_itool(
         for it in range(1, cfg.train.iterations + 1):
             policy, table[f"iter{it}"] = _iteration(rt, stages, it, policy, log)
         if cfg.train.export_merged and policy.adapter:
-            import ray
-
             stages.run(
                 "export",
                 lambda out: {
-                    "merged": ray.get(
-                        rt.get_trainer().export_merged.remote(policy.adapter, str(out / "model"))
-                    )
+                    "merged": rt.get_trainer().export_merged(policy.adapter, str(out / "model"))
                 },
             )
     except StopAfter as stop:

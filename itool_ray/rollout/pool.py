@@ -85,20 +85,19 @@ class ReplicaSpec:
         engine builds in the actor; an actor waiting for a node is pending, not failed)."""
         import ray
 
+        from itool_ray.actors import actor_options
         from itool_ray.rollout.replica import PolicyReplica
 
-        opts: dict[str, Any] = dict(
+        opts = actor_options(
             num_cpus=self.num_cpus,
             num_gpus=self.num_gpus,
+            resources=self.resources,
+            env=self.env or {},
             max_restarts=self.max_restarts,
+            name=name if (self.name_prefix if named is None else named) else None,
             max_task_retries=0,
             max_concurrency=1000,
-            runtime_env={"env_vars": dict(self.env or {})},
         )
-        if self.resources:
-            opts["resources"] = dict(self.resources)
-        if self.name_prefix if named is None else named:
-            opts["name"] = name
         actor = ray.remote(self.replica_cls or PolicyReplica).options(**opts)
         return actor.remote(self.engine_config, name, temperature=self.temperature)
 

@@ -125,13 +125,16 @@ def run_rollout(
     import ray
     from tqdm import tqdm
 
+    from itool_ray.actors import actor_options
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    opts: dict[str, Any] = dict(
-        num_cpus=manager_cpus, max_concurrency=64, max_restarts=manager_restarts
+    opts = actor_options(
+        num_cpus=manager_cpus,
+        max_restarts=manager_restarts,
+        name=manager_name,
+        max_concurrency=64,
     )
-    if manager_name:
-        opts["name"] = manager_name
     actor = ray.remote(TreeManager).options(**opts)
     manager = actor.remote(
         list(samples),

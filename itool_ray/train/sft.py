@@ -366,6 +366,12 @@ def warmup_sft(
                 device=device,
                 callbacks=callbacks,
             )
+            if len(trainer.train_dataset) == 0:  # TRL drops rows truncated to no label
+                raise ValueError(
+                    f"warm-up SFT, bucket {name!r}: none of its {len(samples)} samples keeps a "
+                    f"token of its answer within train.sft.max_length={settings.max_length} "
+                    "(the prompts are longer); raise it"
+                )
             start = time.perf_counter()
             trainer.train()
             seconds = time.perf_counter() - start

@@ -3,7 +3,7 @@ model, as a plain class; ``ray.remote(Trainer)`` makes it the trainer actor
 (``num_gpus=1`` on GPU), see :func:`start_trainer`.
 
 Publishing: :meth:`Trainer.publish` returns an adapter folder as a payload (file name ->
-bytes). Called as ``trainer.publish.remote(dir)`` its result lives in the object store once;
+bytes). Called through :meth:`TrainerClient.publish` its result lives in the object store once;
 the driver hands that ``ObjectRef`` to ``ReplicaPool.broadcast`` and every replica fetches it
 from there (the driver never copies the weights), writes it to local disk and switches its
 vLLM engine to it as a new LoRA id, without a restart.
@@ -12,7 +12,7 @@ vLLM engine to it as a new LoRA id, without a restart.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,59 @@ class Trainer:
         return str(export_merged(self.model_dir, adapter_dir, out_dir))
 
 
+class TrainerClient:
+    """The driver's side of the trainer actor: one method per :class:`Trainer` method, so the
+    job calls ``trainer.dpo(...)`` and never handles ``.remote`` or ``ray.get`` itself.
+
+    ``wait(ref, out_dir)`` waits for a training call (``warmup_sft``, ``dpo``) that reports
+    its steps to ``out_dir`` (the console follows them; default ``ray.get``). ``publish``
+    returns the payload's ``ObjectRef`` (left in the object store for the replicas to fetch);
+    every other method returns its result.
+    """
+
+    def __init__(self, handle: Any, wait: Callable[[Any, str], Any] | None = None):
+        self.handle = handle
+        self._wait = wait or (lambda ref, _out_dir: _get(ref))
+
+    def warmup_sft(self, data: Any, out_dir: str, settings: SFTSettings | None = None) -> dict:
+        return self._wait(self.handle.warmup_sft.remote(data, out_dir, settings), out_dir)
+
+    def dpo(
+        self,
+        adapter_in: str | None,
+        pairs: Sequence[Any],
+        out_dir: str,
+        settings: DPOSettings | None = None,
+        heldout: Sequence[Any] = (),
+    ) -> dict:
+        ref = self.handle.dpo.remote(adapter_in, pairs, out_dir, settings, heldout)
+        return self._wait(ref, out_dir)
+
+    def perplexity(self, adapter: str | None, samples: Sequence[Any]) -> list[float]:
+        return _get(self.handle.perplexity.remote(adapter, samples))
+
+    def publish(self, adapter_dir: str) -> Any:
+        """The adapter payload's ``ObjectRef`` (stored once, fetched by every replica)."""
+        return self.handle.publish.remote(adapter_dir)
+
+    def publish_weights(self, adapter_dir: str | None) -> list:
+        return _get(self.handle.publish_weights.remote(adapter_dir))
+
+    def export_merged(self, adapter_dir: str, out_dir: str) -> str:
+        return _get(self.handle.export_merged.remote(adapter_dir, out_dir))
+
+    def kill(self) -> None:
+        import ray
+
+        ray.kill(self.handle)
+
+
+def _get(ref: Any) -> Any:
+    import ray
+
+    return ray.get(ref)
+
+
 def start_trainer(
     model_dir: str,
     lora: LoraSettings | None = None,
@@ -146,19 +199,18 @@ def start_trainer(
     num_gpus: float = 0,
     resources: dict[str, float] | None = None,
     env: dict[str, str] | None = None,
-):
-    """Launch the trainer actor (one per job; ``num_gpus=1`` on a GPU cluster)."""
+    wait: Callable[[Any, str], Any] | None = None,
+) -> TrainerClient:
+    """Launch the trainer actor (one per job; ``num_gpus=1`` on a GPU cluster); ``wait``: see
+    :class:`TrainerClient`."""
     import ray
 
-    opts: dict[str, Any] = {
-        "num_cpus": num_cpus,
-        "num_gpus": num_gpus,
-        "max_restarts": 1,
-        "runtime_env": {"env_vars": dict(env or {})},
-    }
-    if resources:
-        opts["resources"] = dict(resources)
-    return ray.remote(Trainer).options(**opts).remote(model_dir, lora)
+    from itool_ray.actors import actor_options
+
+    opts = actor_options(
+        num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, env=env or {}, max_restarts=1
+    )
+    return TrainerClient(ray.remote(Trainer).options(**opts).remote(model_dir, lora), wait)
 
 
 def sharded_perplexity(
