@@ -10,7 +10,10 @@ Rows of the results table (held-out accuracy per set, plus the mean over sets):
   MCTS pairs as DPO's iteration 1 (the paper's loss comparison);
 * ``iter 1, one-step search``: iteration 1 from the same SFT policy and hard samples with
   ``mcts.rollout=one_step`` (simulations end after one expansion) instead of terminal
-  rollouts: the search comparison (pair statistics, held-out pair accuracy, accuracy).
+  rollouts: the search comparison (pair statistics, held-out pair accuracy, accuracy);
+* ``iter 1, graded outcome``: the same with ``mcts.outcome=graded`` (a wrong answer earns
+  credit for its right functions and arguments): whether a denser outcome than the paper's
+  1/0 makes better pairs where the policy rarely reaches a correct terminal.
 
 Each variant is an iTool run of its own under ``run_dir`` that starts from copies of the
 stages it shares with the main run (data, baseline evaluation, SFT, hard-sample selection,
@@ -89,6 +92,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mixed_sft": False,
         "losses": [],
         "one_step_search": False,
+        "graded_outcome": False,
     },
 }
 """``ExperimentsConfig.preset`` -> the defaults it gives the fields not set explicitly."""
@@ -107,6 +111,11 @@ class ExperimentsConfig(Section):
         True,
         description="also run iteration 1 with mcts.rollout=one_step from the same SFT policy "
         "and hard samples (the terminal-vs-one-step search comparison)",
+    )
+    graded_outcome: bool = Field(
+        True,
+        description="also run iteration 1 with mcts.outcome=graded from the same SFT policy "
+        "and hard samples (argument-level credit for wrong answers, beyond the paper's O)",
     )
     itool: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ITOOL),
@@ -196,6 +205,9 @@ def row_stages(cfg: ExperimentsConfig) -> dict[str, tuple[Path, Path | None, Pat
     if cfg.one_step_search:
         run = root / "one-step"
         out["iter 1, one-step search"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
+    if cfg.graded_outcome:
+        run = root / "graded"
+        out["iter 1, graded outcome"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
     return out
 
 
@@ -283,6 +295,12 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
         wanted += [("easy-to-hard SFT", it, "all"), ("easy-to-hard SFT", it, "hard")]
     wanted += [(its[0], f"iter 1 with {loss.upper()}", "all") for loss in cfg.losses]
     wanted += [(a, b, "all") for a, b in zip(its, its[1:], strict=False)]
+    if cfg.graded_outcome:
+        wanted += [
+            (its[0], "iter 1, graded outcome", "all"),
+            (its[0], "iter 1, graded outcome", "hard"),
+            ("easy-to-hard SFT", "iter 1, graded outcome", "hard"),
+        ]
     if cfg.one_step_search:
         wanted += [
             ("iter 1, one-step search", its[0], "all"),
@@ -395,6 +413,18 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
             "all",
             "search to a terminal state above one-step search (iteration 1)",
         ),
+        (
+            its[0] if its else "",
+            "iter 1, graded outcome",
+            "all",
+            "graded outcome above the exact outcome (iteration 1)",
+        ),
+        (
+            "easy-to-hard SFT",
+            "iter 1, graded outcome",
+            "hard",
+            "iteration 1 with the graded outcome above easy-to-hard SFT on the hard rows",
+        ),
     ]
     for a, b, records, claim in claims:
         if a not in rows or b not in rows:
@@ -478,6 +508,15 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
             "one-step",
             lambda: run_itool(
                 itool_config(cfg, run, "train.iterations=1", "mcts.rollout=one_step"), log=log
+            ),
+        )
+    if cfg.graded_outcome:
+        run = root / "graded"
+        _seed_from(main, run, shared[:-1])
+        timed(
+            "graded",
+            lambda: run_itool(
+                itool_config(cfg, run, "train.iterations=1", "mcts.outcome=graded"), log=log
             ),
         )
     return summarize(cfg, seconds)

@@ -202,6 +202,15 @@ class ITOolConfig(Section):
                 f"train.lora.r ({rank}) must be <= engine.max_lora_rank "
                 f"({self.engine.max_lora_rank}): the replicas refuse a larger adapter"
             )
+        if self.mcts.build().outcome != "exact":
+            from itool_ray.datasets import is_multi_turn_set
+
+            if is_multi_turn_set(self.data.train):
+                raise ValueError(
+                    f"mcts.outcome={self.mcts.build().outcome} scores single-turn call lists; "
+                    f"data.train={self.data.train} is multi-turn, whose outcome is BFCL's "
+                    "checker: use mcts.outcome=exact"
+                )
         if self.stop_after is not None:
             names = list(stage_plan(self))
             if self.stop_after not in names:
@@ -629,7 +638,10 @@ def stage_plan(cfg: ITOolConfig) -> dict[str, StageSpec]:
     for it in range(1, cfg.train.iterations + 1):
         name = f"iter{it}"
         select = {**engine, "alpha": cfg.train.alpha, "perplexity_on": cfg.train.perplexity_on}
-        sampling = {"mcts": cfg.mcts.build().to_dict(), "temperature": cfg.replicas.temperature}
+        search = cfg.mcts.build().to_dict()
+        if search["outcome"] == "exact":  # the default is left out: runs made before the
+            del search["outcome"]  # setting existed keep their fingerprints and resume
+        sampling = {"mcts": search, "temperature": cfg.replicas.temperature}
         mcts = {**engine, **sampling}
         dpo = {
             **model,

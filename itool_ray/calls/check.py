@@ -376,3 +376,73 @@ def credit_from_rows(rows: Sequence[Sequence[bool]], gold: GroundTruth | None) -
     if matched < len(rows):
         return 0.0
     return matched / len(gold)
+
+
+# -- graded credit: how close a wrong call list is, argument by argument -------------------------
+
+
+def call_similarity(
+    predicted: Call,
+    gold: dict[str, dict[str, list[Any]]],
+    tool: dict[str, Any] | None = None,
+    *,
+    dots_as_underscores: bool = False,
+) -> float:
+    """How much of the single gold call `{name: {arg: [allowed]}}` `predicted` gets right,
+    in [0, 1]: 1.0 exactly when it matches (no `call_errors`); 0.0 for another function;
+    else (1 + right arguments) / (1 + arguments), over the union of the gold's arguments and
+    the predicted ones: a gold argument is right when its value is allowed (or it is optional
+    and left out), a predicted argument the gold does not have is wrong."""
+    if not call_errors(predicted, gold, tool, dots_as_underscores=dots_as_underscores):
+        return 1.0
+    ((gold_name, gold_args),) = gold.items()
+    name, expected = predicted.name, gold_name
+    if dots_as_underscores:
+        name, expected = name.replace(".", "_"), expected.replace(".", "_")
+    if name != expected:
+        return 0.0
+    args = predicted.arguments
+    right = sum(
+        (any(value_matches(args[a], g) for g in allowed) if a in args else "" in allowed)
+        for a, allowed in gold_args.items()
+    )
+    names = len(gold_args) + sum(a not in gold_args for a in args)
+    return min((1 + right) / (1 + names), 1.0 - 1.0 / (2 + names))
+
+
+def graded_credit(
+    predicted: Sequence[Call] | None,
+    gold: GroundTruth | None,
+    tools: Sequence[dict[str, Any]] | None = None,
+    *,
+    dots_as_underscores: bool = False,
+) -> float:
+    """A graded score of a call list against gold, in [0, 1]: 1.0 exactly when
+    `check_calls` finds it correct; else each gold call is paired with at most one predicted
+    call (greedily, most similar pair first, by `call_similarity`) and the similarities of the
+    pairs are summed over max(gold calls, predicted calls), so a missing call and an extra
+    call each cost one call's worth. A text answer scores 1.0 when no call is expected, else
+    0.0; any call when none is expected scores 0.0."""
+    if not gold:
+        return 0.0 if predicted else 1.0
+    if predicted is None:
+        return 0.0
+    if check_calls(predicted, gold, tools, dots_as_underscores=dots_as_underscores).correct:
+        return 1.0
+    scores = []
+    for i, g in enumerate(gold):
+        tool = _find_tool(tools, next(iter(g)))
+        for j, p in enumerate(predicted):
+            s = call_similarity(p, g, tool, dots_as_underscores=dots_as_underscores)
+            if s > 0:
+                scores.append((-s, i, j))
+    scores.sort()
+    used_gold: set[int] = set()
+    used_pred: set[int] = set()
+    total = 0.0
+    for neg, i, j in scores:
+        if i not in used_gold and j not in used_pred:
+            used_gold.add(i)
+            used_pred.add(j)
+            total -= neg
+    return min(total / max(len(gold), len(predicted)), 1.0 - 1.0 / (2 * len(gold) + 2))

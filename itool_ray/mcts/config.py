@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 ROLLOUTS = ("terminal", "one_step")
+OUTCOMES = ("exact", "graded")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class MCTSConfig:
             ``max_tokens``), so every simulation ends in an outcome-scored terminal.
             ``"one_step"``: a simulation ends after one expansion (each child's Q is then
             mostly its one-step reward); kept to compare the two.
+        outcome: the single-turn task's O: ``"exact"`` (default, the paper's: 1/0 for a
+            finished response, the fraction of gold calls matched so far before the end, 0
+            once a call is wrong) or ``"graded"`` (``itool_ray.mcts.rewards.GradedCallsOutcome``:
+            a wrong response still earns credit for its right functions and arguments, up to
+            half of a correct one's), for a policy that rarely reaches a correct terminal.
     """
 
     c_puct: float = 1.0
@@ -64,16 +70,19 @@ class MCTSConfig:
     seed: int = 0
     revisit_terminals: bool = False
     rollout: str = "terminal"
+    outcome: str = "exact"
 
     def __post_init__(self) -> None:
         if self.rollout not in ROLLOUTS:
             raise ValueError(f"MCTSConfig.rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"MCTSConfig.outcome must be one of {OUTCOMES}, got {self.outcome!r}")
         if not isinstance(self.revisit_terminals, bool):
             raise TypeError(
                 f"MCTSConfig.revisit_terminals must be a bool, got {self.revisit_terminals!r}"
             )
         for f in fields(self):
-            if f.name in ("revisit_terminals", "rollout"):
+            if f.name in ("revisit_terminals", "rollout", "outcome"):
                 continue
             value = getattr(self, f.name)
             want = int if f.type in ("int", int) else float

@@ -387,3 +387,74 @@ class CallsOutcome(UncachedCallsOutcome):
                 return
             del self._samples[sid]
             self._size -= victim.size
+
+
+GRADED_SCALE = 0.5
+"""``mcts.outcome=graded``: the most a response that is not correct can score (a correct one
+scores 1.0), so no near miss ties with a right answer."""
+
+
+class GradedCallsOutcome(UncachedCallsOutcome):
+    """O(s) with graded credit (``mcts.outcome=graded``), an extension of the paper's O for a
+    policy that rarely reaches a correct terminal: with the exact O nearly every sibling then
+    scores 0 and the pairs are ranked by self-evaluation alone.
+
+    * terminal: 1.0 if correct (as the exact O); a wrong call list scores ``scale`` times its
+      ``graded_credit`` (right function, right arguments, no missing or extra call); a text
+      answer where calls are expected, or a call list that does not parse, 0.0.
+    * before the end: ``scale`` times the ``graded_credit`` of the calls complete so far
+      against the whole gold (a call still being written is not judged yet); 0.0 as soon as
+      the text can no longer become a valid call list. With a text gold, prose so far scores
+      1.0 and any call 0.0, as the exact O.
+
+    Scores are cached per ``(sample id, response, terminal)`` (LRU, ``max_entries``).
+    """
+
+    def __init__(
+        self, use_tools: bool = True, scale: float = GRADED_SCALE, max_entries: int = 65536
+    ) -> None:
+        super().__init__(use_tools)
+        if not 0.0 <= scale < 1.0:
+            raise ValueError(f"GradedCallsOutcome: scale must be in [0, 1), got {scale!r}")
+        self.scale = scale
+        self._scores: OrderedDict[tuple[str, str, bool], float] = OrderedDict()
+        self._max_entries = max_entries
+
+    def __call__(self, sample: Any, response: str, terminal: bool) -> float:
+        key = (str(sample.id), response, terminal)
+        score = self._scores.get(key)
+        if score is None:
+            score = self._scores[key] = self._score(sample, response, terminal)
+            if len(self._scores) > self._max_entries:
+                self._scores.popitem(last=False)
+        else:
+            self._scores.move_to_end(key)
+        return score
+
+    def _score(self, sample: Any, response: str, terminal: bool) -> float:
+        c = self._calls
+        gold = self.gold(sample)
+        tools = sample.tools if self._use_tools else None
+        if terminal:
+            try:
+                predicted = c.parse_calls(response)
+            except c.CallParseError:
+                return 0.0
+            credit = c.graded_credit(predicted, gold, tools)
+            return 1.0 if credit == 1.0 else self.scale * credit
+        partial = c.parse_partial(response)
+        if partial.error is not None:
+            return 0.0
+        if partial.is_call_list is False:  # prose so far
+            return 0.0 if gold else 1.0
+        if not gold:
+            return 0.0 if partial.calls else 1.0
+        return self.scale * c.graded_credit(partial.calls, gold, tools)
+
+
+def calls_outcome(config: Any, use_tools: bool = True) -> UncachedCallsOutcome:
+    """The single-turn O that ``config.outcome`` (``MCTSConfig.outcome``) names: ``exact``,
+    the paper's (``CallsOutcome``), or ``graded`` (``GradedCallsOutcome``)."""
+    if getattr(config, "outcome", "exact") == "graded":
+        return GradedCallsOutcome(use_tools=use_tools)
+    return CallsOutcome(use_tools=use_tools)

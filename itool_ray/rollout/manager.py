@@ -38,7 +38,7 @@ from typing import Any
 from itool_ray import metrics
 from itool_ray.mcts import MCTSConfig, Reward, SimulationCore, Tree, extract_pairs
 from itool_ray.mcts.core import OutcomeFn
-from itool_ray.mcts.rewards import CallsOutcome
+from itool_ray.mcts.rewards import calls_outcome
 from itool_ray.rollout.autoscale import AutoscaleSettings, ScalePolicy
 from itool_ray.rollout.journal import append_jsonl, read_jsonl, repair, write_jsonl_atomic
 from itool_ray.rollout.pool import ReplicaPool, ReplicaSpec
@@ -98,7 +98,7 @@ class ManagerSettings:
 
 class TreeManager:
     """Owns the trees of one rollout (module docstring). ``outcome`` is the O term of the
-    reward (default: the call checker, ``CallsOutcome``); ``env`` an ``itool_ray.envs``
+    reward (default: the call checker named by ``config.outcome``, ``calls_outcome``); ``env`` an ``itool_ray.envs``
     environment (default: the single-turn task with ``outcome``).
 
     ``replicas``: the driver's ``ReplicaPool``, used as is (it carries the version, adapter
@@ -125,6 +125,11 @@ class TreeManager:
         outcome: OutcomeFn | None = None,
         env: Any = None,
     ) -> None:
+        if env is not None and config.outcome != "exact":
+            raise ValueError(
+                f"TreeManager: mcts.outcome={config.outcome} is for the single-turn calls task; "
+                f"the environment {getattr(env, 'name', env)!r} computes its own outcome"
+            )
         self.samples = {str(s.id): s for s in samples}
         if len(self.samples) != len(samples):
             raise ValueError("TreeManager: sample ids must be unique")
@@ -154,7 +159,7 @@ class TreeManager:
         self.scale_events: list[dict[str, Any]] = []
         self.version = self.pool.version
         self.out_dir = Path(out_dir) if out_dir else None
-        reward = Reward.from_config(config, outcome or CallsOutcome())
+        reward = Reward.from_config(config, outcome or calls_outcome(config))
         self.core = SimulationCore(config, reward, self.samples, env=env)
         self._rollouts: list[tuple[Tree, Any]] = []  # simulations going down: their next leaves
         self.trees: dict[str, Tree] = {}
