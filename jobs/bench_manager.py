@@ -79,7 +79,7 @@ from itool_ray.mcts import (
     fake_outcome,
     make_fake_samples,
 )
-from itool_ray.mcts.rewards import UncachedCallsOutcome
+from itool_ray.mcts.rewards import GradedCallsOutcome, UncachedCallsOutcome
 from itool_ray.mcts.search import EvalRequest
 from itool_ray.rollout.fake import FakeLatency, FakeReplica
 from itool_ray.rollout.manager import ManagerSettings, TreeManager
@@ -87,6 +87,7 @@ from itool_ray.rollout.manager import ManagerSettings, TreeManager
 REWARDS = {  # --reward: name -> a new outcome function O(s)
     "calls": CallsOutcome,
     "calls-uncached": UncachedCallsOutcome,
+    "calls-graded": GradedCallsOutcome,
     "fake": lambda: fake_outcome,
 }
 
@@ -324,6 +325,7 @@ def main(
         "calls",
         help="calls: CallsOutcome (production O); "
         "calls-uncached: the same checker without its caches (UncachedCallsOutcome); "
+        "calls-graded: mcts.outcome=graded (GradedCallsOutcome, cached); "
         "fake: fake_outcome (string compare, isolates the scheduling)",
     ),
     profile: bool = typer.Option(False, help="cProfile the 'ours' run, print the top 25"),

@@ -410,6 +410,24 @@ def call_similarity(
     return min((1 + right) / (1 + names), 1.0 - 1.0 / (2 + names))
 
 
+def similarity_row(
+    predicted: Call,
+    gold: GroundTruth,
+    tools: Sequence[dict[str, Any]] | None = None,
+    *,
+    dots_as_underscores: bool = False,
+) -> tuple[float, ...]:
+    """For each gold call, `call_similarity` of `predicted` to it (1.0 where `gold_row` is
+    True): what `graded_credit` judges with, computed once per distinct call by a caller
+    that caches (`graded_from_rows`)."""
+    return tuple(
+        call_similarity(
+            predicted, g, _find_tool(tools, next(iter(g))), dots_as_underscores=dots_as_underscores
+        )
+        for g in gold
+    )
+
+
 def graded_credit(
     predicted: Sequence[Call] | None,
     gold: GroundTruth | None,
@@ -427,16 +445,21 @@ def graded_credit(
         return 0.0 if predicted else 1.0
     if predicted is None:
         return 0.0
-    if check_calls(predicted, gold, tools, dots_as_underscores=dots_as_underscores).correct:
-        return 1.0
-    scores = []
-    for i, g in enumerate(gold):
-        tool = _find_tool(tools, next(iter(g)))
-        for j, p in enumerate(predicted):
-            s = call_similarity(p, g, tool, dots_as_underscores=dots_as_underscores)
-            if s > 0:
-                scores.append((-s, i, j))
-    scores.sort()
+    rows = [
+        similarity_row(p, gold, tools, dots_as_underscores=dots_as_underscores) for p in predicted
+    ]
+    return graded_from_rows(rows, len(gold))
+
+
+def graded_from_rows(rows: Sequence[Sequence[float]], n_gold: int) -> float:
+    """`graded_credit` of a call list (at least one gold call) from its calls'
+    `similarity_row`s."""
+    if (
+        len(rows) == n_gold
+        and matched_from_rows([[s == 1.0 for s in r] for r in rows], n_gold) == n_gold
+    ):
+        return 1.0  # correct_from_rows
+    scores = sorted((-s, i, j) for j, row in enumerate(rows) for i, s in enumerate(row) if s > 0)
     used_gold: set[int] = set()
     used_pred: set[int] = set()
     total = 0.0
@@ -445,4 +468,4 @@ def graded_credit(
             used_gold.add(i)
             used_pred.add(j)
             total -= neg
-    return min(total / max(len(gold), len(predicted)), 1.0 - 1.0 / (2 * len(gold) + 2))
+    return min(total / max(n_gold, len(rows)), 1.0 - 1.0 / (2 * n_gold + 2))

@@ -318,7 +318,7 @@ class CallsOutcome(UncachedCallsOutcome):
             text = response[start:end]
             row = entry.rows.get(text)
             if row is None:
-                row = entry.rows[text] = c.gold_row(call, entry.gold, entry.tools)
+                row = entry.rows[text] = self._row(c, call, entry)
                 self._grow(entry)  # may empty entry.rows (over max_states)
             out.append(row)
             start = end
@@ -338,12 +338,22 @@ class CallsOutcome(UncachedCallsOutcome):
                 return 0.0  # unfinished call list: parse_calls raises
             if not gold:
                 return 0.0 if state.ends else 1.0
-            return 1.0 if self._correct(state.rows, gold) else 0.0
+            return self._terminal_score(state.rows, gold)
         if state.icl is False:  # prose so far
             return 0.0 if gold else 1.0
         if not gold:
             return 0.0 if state.ends else 1.0
-        return float(self._credit(state.rows, gold))
+        return self._partial_score(state.rows, gold)
+
+    # what a subclass judging by other rows changes (GradedCallsOutcome)
+    def _row(self, check: Any, call: Any, entry: _Sample) -> tuple:
+        return check.gold_row(call, entry.gold, entry.tools)
+
+    def _terminal_score(self, rows: tuple, gold: Any) -> float:
+        return 1.0 if self._correct(rows, gold) else 0.0
+
+    def _partial_score(self, rows: tuple, gold: Any) -> float:
+        return float(self._credit(rows, gold))
 
     def _matched(self, rows: tuple[tuple[bool, ...], ...], n_gold: int) -> int:
         m = self._matchings.get(rows)
@@ -394,7 +404,7 @@ GRADED_SCALE = 0.5
 scores 1.0), so no near miss ties with a right answer."""
 
 
-class GradedCallsOutcome(UncachedCallsOutcome):
+class UncachedGradedCallsOutcome(UncachedCallsOutcome):
     """O(s) with graded credit (``mcts.outcome=graded``), an extension of the paper's O for a
     policy that rarely reaches a correct terminal: with the exact O nearly every sibling then
     scores 0 and the pairs are ranked by self-evaluation alone.
@@ -407,31 +417,15 @@ class GradedCallsOutcome(UncachedCallsOutcome):
       the text can no longer become a valid call list. With a text gold, prose so far scores
       1.0 and any call 0.0, as the exact O.
 
-    Scores are cached per ``(sample id, response, terminal)`` (LRU, ``max_entries``).
+    Every call parses and checks the whole response: the reference ``GradedCallsOutcome``
+    (the same scores, cached) is tested against.
     """
 
-    def __init__(
-        self, use_tools: bool = True, scale: float = GRADED_SCALE, max_entries: int = 65536
-    ) -> None:
+    def __init__(self, use_tools: bool = True, scale: float = GRADED_SCALE) -> None:
         super().__init__(use_tools)
-        if not 0.0 <= scale < 1.0:
-            raise ValueError(f"GradedCallsOutcome: scale must be in [0, 1), got {scale!r}")
-        self.scale = scale
-        self._scores: OrderedDict[tuple[str, str, bool], float] = OrderedDict()
-        self._max_entries = max_entries
+        self.scale = _graded_scale(scale)
 
     def __call__(self, sample: Any, response: str, terminal: bool) -> float:
-        key = (str(sample.id), response, terminal)
-        score = self._scores.get(key)
-        if score is None:
-            score = self._scores[key] = self._score(sample, response, terminal)
-            if len(self._scores) > self._max_entries:
-                self._scores.popitem(last=False)
-        else:
-            self._scores.move_to_end(key)
-        return score
-
-    def _score(self, sample: Any, response: str, terminal: bool) -> float:
         c = self._calls
         gold = self.gold(sample)
         tools = sample.tools if self._use_tools else None
@@ -450,6 +444,45 @@ class GradedCallsOutcome(UncachedCallsOutcome):
         if not gold:
             return 0.0 if partial.calls else 1.0
         return self.scale * c.graded_credit(partial.calls, gold, tools)
+
+
+def _graded_scale(scale: float) -> float:
+    if not 0.0 <= scale < 1.0:
+        raise ValueError(f"GradedCallsOutcome: scale must be in [0, 1), got {scale!r}")
+    return float(scale)
+
+
+class GradedCallsOutcome(CallsOutcome):
+    """``UncachedGradedCallsOutcome``'s scores with ``CallsOutcome``'s caches: a call's row
+    holds its ``call_similarity`` to each gold call (1.0 where ``gold_row`` is True), so the
+    exact verdict and the graded credit both come from the cached rows."""
+
+    def __init__(self, use_tools: bool = True, scale: float = GRADED_SCALE, **caches: int):
+        super().__init__(use_tools, **caches)
+        self.scale = _graded_scale(scale)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "scale": self.scale}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(
+            state["_use_tools"],
+            state["scale"],
+            max_results=state["max_results"],
+            max_states=state["max_states"],
+            max_steps=state["max_steps"],
+        )
+        self._gold.update(state["_gold"])
+
+    def _row(self, check: Any, call: Any, entry: _Sample) -> tuple:
+        return check.similarity_row(call, entry.gold, entry.tools)
+
+    def _terminal_score(self, rows: tuple, gold: Any) -> float:
+        credit = self._check.graded_from_rows(rows, len(gold))
+        return 1.0 if credit == 1.0 else self.scale * credit
+
+    def _partial_score(self, rows: tuple, gold: Any) -> float:
+        return self.scale * self._check.graded_from_rows(rows, len(gold))
 
 
 def calls_outcome(config: Any, use_tools: bool = True) -> UncachedCallsOutcome:

@@ -19,9 +19,16 @@ from itool_ray.mcts.rewards import (
     CallsOutcome,
     GradedCallsOutcome,
     UncachedCallsOutcome,
+    UncachedGradedCallsOutcome,
     calls_outcome,
 )
-from tests.mcts.test_rewards_cache import VariantEngine, samples, variants  # noqa: F401
+from tests.mcts.test_rewards_cache import (  # noqa: F401
+    VariantEngine,
+    _all_texts,
+    _compare,
+    samples,
+    variants,
+)
 
 GOLD = ground_truth_from_calls(
     [
@@ -73,7 +80,7 @@ def test_ten_thousand_calls_score_near_zero_quickly():
 
 
 def test_graded_outcome_ranks_near_misses_and_keeps_correct_on_top(samples):  # noqa: F811
-    graded, exact = GradedCallsOutcome(), UncachedCallsOutcome()
+    graded, exact = UncachedGradedCallsOutcome(), UncachedCallsOutcome()
     rng = random.Random(0)
     near_misses = 0
     for s in samples:
@@ -138,3 +145,26 @@ def test_graded_outcome_is_refused_where_the_environment_scores():
         load_config(ITOolConfig, None, ["data.train=synth-multi-turn", "mcts.outcome=graded"])
     cfg = load_config(ITOolConfig, None, ["mcts.outcome=graded"])
     assert cfg.mcts.build().outcome == "graded"
+
+
+@pytest.mark.parametrize(("max_states", "max_steps"), [(1 << 17, 1 << 14), (7, 3)])
+def test_cached_graded_outcome_equals_the_uncached_on_every_prefix(samples, max_states, max_steps):  # noqa: F811
+    import pickle
+
+    plain = UncachedGradedCallsOutcome()
+    items = [
+        (s, text[:n], terminal, plain(s, text[:n], terminal))
+        for s, text in _all_texts(samples[:: 1 if max_states > 100 else 3])
+        for n in range(len(text) + 1)
+        for terminal in (False, True)
+    ]
+    assert len({want for *_, want in items}) > 10  # graded: many distinct values
+    cached = GradedCallsOutcome(max_results=97, max_states=max_states, max_steps=max_steps)
+    assert _compare(cached, items) > 1_000
+    shuffled = list(items)
+    random.Random(max_states).shuffle(shuffled)
+    _compare(cached, shuffled)
+    shipped = pickle.loads(pickle.dumps(GradedCallsOutcome(scale=0.25)))
+    assert shipped.scale == 0.25 and isinstance(shipped, GradedCallsOutcome)
+    with pytest.raises(ValueError, match="scale must be in"):
+        GradedCallsOutcome(scale=1.0)
