@@ -78,13 +78,21 @@ class UncachedCallsOutcome:
                 predicted = c.parse_calls(response)
             except c.CallParseError:
                 return 0.0
-            return 1.0 if c.check_calls(predicted, gold, tools).correct else 0.0
+            return self._finished(predicted, gold, tools)
         partial = c.parse_partial(response)
         if partial.error is not None:
             return 0.0
         if partial.is_call_list is False:  # prose so far
             return 0.0 if gold else 1.0
-        return float(c.partial_credit(partial.calls, gold, tools))
+        return self._so_far(partial.calls, gold, tools)
+
+    def _finished(self, predicted: Any, gold: Any, tools: Any) -> float:
+        """O of a finished response that parses (``predicted`` None: a text answer)."""
+        return 1.0 if self._calls.check_calls(predicted, gold, tools).correct else 0.0
+
+    def _so_far(self, calls: Any, gold: Any, tools: Any) -> float:
+        """O before the end, from the complete calls so far of a call list (or undecided)."""
+        return float(self._calls.partial_credit(calls, gold, tools))
 
 
 # Where a scan stands after a text (``_kind``). Between calls: nothing pending, the scanner's
@@ -425,25 +433,14 @@ class UncachedGradedCallsOutcome(UncachedCallsOutcome):
         super().__init__(use_tools)
         self.scale = _graded_scale(scale)
 
-    def __call__(self, sample: Any, response: str, terminal: bool) -> float:
-        c = self._calls
-        gold = self.gold(sample)
-        tools = sample.tools if self._use_tools else None
-        if terminal:
-            try:
-                predicted = c.parse_calls(response)
-            except c.CallParseError:
-                return 0.0
-            credit = c.graded_credit(predicted, gold, tools)
-            return 1.0 if credit == 1.0 else self.scale * credit
-        partial = c.parse_partial(response)
-        if partial.error is not None:
-            return 0.0
-        if partial.is_call_list is False:  # prose so far
-            return 0.0 if gold else 1.0
+    def _finished(self, predicted: Any, gold: Any, tools: Any) -> float:
+        credit = self._calls.graded_credit(predicted, gold, tools)
+        return 1.0 if credit == 1.0 else self.scale * credit
+
+    def _so_far(self, calls: Any, gold: Any, tools: Any) -> float:
         if not gold:
-            return 0.0 if partial.calls else 1.0
-        return self.scale * c.graded_credit(partial.calls, gold, tools)
+            return 0.0 if calls else 1.0
+        return self.scale * self._calls.graded_credit(calls, gold, tools)
 
 
 def _graded_scale(scale: float) -> float:
