@@ -149,7 +149,7 @@ def run_rollout(
         manager.__ray_call__.remote(_log_to_file, str(log_dir))
     done_ref = manager.run.remote()
     instances: set[str] = set()  # manager incarnations seen: restarts = len - 1
-    deaths = 0
+    deaths = ManagerDeaths(manager_restarts)
     bar = tqdm(
         total=len(samples),
         desc="mcts trees",
@@ -168,21 +168,22 @@ def run_rollout(
                         break
                     prog = ray.get(manager.progress.remote())
                 except ray.exceptions.RayActorError as e:
-                    if ready:  # run() itself died: call it again on the restarted manager
-                        deaths += 1
-                        if deaths > manager_restarts:
-                            raise
+                    verdict = deaths.run_failed() if ready else deaths.progress_failed()
+                    if verdict == "final":
+                        raise
+                    if verdict == "new":
                         log.warning(
                             "tree manager died (%s); restart %d/%d resumes from %s",
                             type(e).__name__,
-                            deaths,
+                            deaths.deaths,
                             manager_restarts,
                             out,
                         )
-                        done_ref = manager.run.remote()  # queued until Ray has restarted it
-                    else:  # the progress call met the same death; run()'s ref will tell
-                        time.sleep(1.0)
+                    if ready:  # run() itself failed: call it again on the restarted manager
+                        done_ref = manager.run.remote()
+                    time.sleep(1.0)
                     continue
+                deaths.answered()
                 if log_dir is not None and instances and prog["instance"] not in instances:
                     manager.__ray_call__.remote(_log_to_file, str(log_dir))  # restarted
                 instances.add(prog["instance"])
@@ -213,6 +214,45 @@ def run_rollout(
     final["manager_restarts"] = len(instances) - 1
     (out / "DONE.rollout.json").write_text(json.dumps(final))
     return RolloutResult(read_pairs(out / "pairs.jsonl"), final, infos)
+
+
+class ManagerDeaths:
+    """The tree manager's deaths, told from failed calls. A death fails the manager's
+    ``run()`` once; while Ray restarts it, ``run()`` called again can fail too
+    (``ActorUnavailableError``) until the manager is back. Those failures are the same death,
+    not one each: a death is counted at the first ``run()`` failure after the manager last
+    answered a call (``answered``). ``run_failed`` / ``progress_failed`` say ``"new"`` (a new
+    death: call ``run()`` again), ``"same"`` (wait, call it again) or ``"final"``: deaths past
+    ``restarts``, or no answer for ``timeout_s`` (Ray gave up on it, or it cannot start)."""
+
+    def __init__(
+        self, restarts: int, timeout_s: float = 600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.restarts, self.timeout_s, self.clock = restarts, timeout_s, clock
+        self.deaths = 0
+        self.restarting = False  # a death counted, the manager not answered since
+        self.silent_since: float | None = None  # the first failed call since the last answer
+
+    def run_failed(self) -> str:
+        if self.restarting:
+            return self._waited()
+        self._waited()
+        self.deaths += 1
+        self.restarting = True
+        return "final" if self.deaths > self.restarts else "new"
+
+    def progress_failed(self) -> str:
+        return self._waited()
+
+    def answered(self) -> None:
+        self.restarting = False
+        self.silent_since = None
+
+    def _waited(self) -> str:
+        now = self.clock()
+        if self.silent_since is None:
+            self.silent_since = now
+        return "final" if now - self.silent_since > self.timeout_s else "same"
 
 
 def _log_to_file(manager: Any, folder: str) -> None:
