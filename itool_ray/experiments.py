@@ -299,6 +299,7 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
         wanted += [
             (its[0], "iter 1, graded outcome", "all"),
             (its[0], "iter 1, graded outcome", "hard"),
+            ("easy-to-hard SFT", "iter 1, graded outcome", "all"),
             ("easy-to-hard SFT", "iter 1, graded outcome", "hard"),
         ]
     if cfg.one_step_search:
@@ -418,6 +419,12 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
             "iter 1, graded outcome",
             "all",
             "graded outcome above the exact outcome (iteration 1)",
+        ),
+        (
+            "easy-to-hard SFT",
+            "iter 1, graded outcome",
+            "all",
+            "iteration 1 with the graded outcome above easy-to-hard SFT on all records",
         ),
         (
             "easy-to-hard SFT",
