@@ -400,47 +400,49 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
             best and f"{best['b']}: {_gain(best)}",
             bool(best) and best["difference"] > 0 and best["p_value"] < 0.05,
         )
+    # (the row claimed better, the other, records, claim); each comparison was made once,
+    # in either orientation (A, B)
     claims = [
-        ("mixed SFT", "easy-to-hard SFT", "all", "easy-to-hard SFT above mixed SFT"),
-        *[(a, b, "all", f"{b} above {a}") for a, b in zip(its, its[1:], strict=False)],
+        ("easy-to-hard SFT", "mixed SFT", "all", "easy-to-hard SFT above mixed SFT"),
+        *[(b, a, "all", f"{b} above {a}") for a, b in zip(its, its[1:], strict=False)],
         *[
             (its[0], k, "all", f"DPO above {k.removeprefix('iter 1 with ')} at iteration 1")
             for k in rows
             if k.startswith("iter 1 with ")
         ],
         (
-            "iter 1, one-step search",
             its[0] if its else "",
+            "iter 1, one-step search",
             "all",
             "search to a terminal state above one-step search (iteration 1)",
         ),
         (
-            its[0] if its else "",
             "iter 1, graded outcome",
+            its[0] if its else "",
             "all",
             "graded outcome above the exact outcome (iteration 1)",
         ),
         (
-            "easy-to-hard SFT",
             "iter 1, graded outcome",
+            "easy-to-hard SFT",
             "all",
             "iteration 1 with the graded outcome above easy-to-hard SFT on all records",
         ),
         (
-            "easy-to-hard SFT",
             "iter 1, graded outcome",
+            "easy-to-hard SFT",
             "hard",
             "iteration 1 with the graded outcome above easy-to-hard SFT on the hard rows",
         ),
     ]
-    for a, b, records, claim in claims:
-        if a not in rows or b not in rows:
+    for better, other, records, claim in claims:
+        if better not in rows or other not in rows:
             continue
-        c = _comparison(comps, a, b, records)
-        if claim.startswith("DPO above"):  # the other loss is B: DPO is better when B - A < 0
-            met = bool(c) and c["difference"] < 0 and c["p_value"] < 0.05
-        else:
-            met = bool(c) and c["difference"] > 0 and c["p_value"] < 0.05
+        c = _comparison(comps, other, better, records)
+        sign = 1
+        if c is None:
+            c, sign = _comparison(comps, better, other, records), -1
+        met = bool(c) and sign * c["difference"] > 0 and c["p_value"] < 0.05
         add(claim, "higher, p < 0.05", c and _gain(c), met)
     return out
 

@@ -202,12 +202,13 @@ class ITOolConfig(Section):
                 f"train.lora.r ({rank}) must be <= engine.max_lora_rank "
                 f"({self.engine.max_lora_rank}): the replicas refuse a larger adapter"
             )
-        if self.mcts.build().outcome != "exact":
+        outcome = self.mcts.build().outcome
+        if outcome != "exact":
             from itool_ray.datasets import is_multi_turn_set
 
             if is_multi_turn_set(self.data.train):
                 raise ValueError(
-                    f"mcts.outcome={self.mcts.build().outcome} scores single-turn call lists; "
+                    f"mcts.outcome={outcome} scores single-turn call lists; "
                     f"data.train={self.data.train} is multi-turn, whose outcome is BFCL's "
                     "checker: use mcts.outcome=exact"
                 )
@@ -435,7 +436,6 @@ class Runtime:
         return self.pool
 
     def close(self) -> None:
-
         if self.pool is not None:
             self.pool.shutdown()
         if self.trainer is not None:
@@ -499,7 +499,6 @@ def _sft_stage(rt: Runtime, data_dir: Path, out: Path) -> dict:
 
 
 def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
-
     from itool_ray.rollout import run_sync
     from itool_ray.rollout.scatter import scatter
     from itool_ray.train import select_hard

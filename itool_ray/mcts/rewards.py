@@ -34,7 +34,10 @@ from __future__ import annotations
 import re
 from bisect import bisect_right, insort
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from itool_ray.mcts.config import MCTSConfig
 
 
 class UncachedCallsOutcome:
@@ -482,9 +485,9 @@ class GradedCallsOutcome(CallsOutcome):
         return self.scale * self._check.graded_from_rows(rows, len(gold))
 
 
-def calls_outcome(config: Any, use_tools: bool = True) -> UncachedCallsOutcome:
-    """The single-turn O that ``config.outcome`` (``MCTSConfig.outcome``) names: ``exact``,
-    the paper's (``CallsOutcome``), or ``graded`` (``GradedCallsOutcome``)."""
-    if getattr(config, "outcome", "exact") == "graded":
+def calls_outcome(config: MCTSConfig, use_tools: bool = True) -> CallsOutcome:
+    """The single-turn O that ``config.outcome`` names: ``exact``, the paper's
+    (``CallsOutcome``), or ``graded`` (``GradedCallsOutcome``)."""
+    if config.outcome == "graded":
         return GradedCallsOutcome(use_tools=use_tools)
     return CallsOutcome(use_tools=use_tools)

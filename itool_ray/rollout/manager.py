@@ -98,8 +98,8 @@ class ManagerSettings:
 
 class TreeManager:
     """Owns the trees of one rollout (module docstring). ``outcome`` is the O term of the
-    reward (default: the call checker named by ``config.outcome``, ``calls_outcome``); ``env`` an ``itool_ray.envs``
-    environment (default: the single-turn task with ``outcome``).
+    reward (default: the call checker ``config.outcome`` names, ``calls_outcome``); ``env``
+    an ``itool_ray.envs`` environment (default: the single-turn task with ``outcome``).
 
     ``replicas``: the driver's ``ReplicaPool``, used as is (it carries the version, adapter
     or weights and the ``ReplicaSpec``; its ``overload`` is set from ``settings``; as a Ray
