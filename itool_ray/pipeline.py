@@ -461,6 +461,7 @@ def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
         from itool_ray.eval.job import pool_chat_responder
 
         chat = pool_chat_responder(pool, max_tokens=budget)
+        chat = recorded(chat, out / "turns.partial.jsonl")  # each step, for a resume
         chat = rt.monitor.counting(out.name, "steps", chat, workers=len(pool.healthy()))
         results += score_multi_turn_sets(multi_turn, chat)
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))

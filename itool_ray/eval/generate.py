@@ -12,9 +12,10 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from itool_ray.data import Sample, render_prompt
+from itool_ray.envs.dialogue import ChatPrompt
 from itool_ray.eval.scoring import (
     EvalSummary,
     Scored,
@@ -26,6 +27,8 @@ from itool_ray.eval.scoring import (
 Responder = Callable[[list[Sample]], Sequence[str | None]]
 """Greedy responses for samples, in order; None where the prompt does not fit the context."""
 
+R = TypeVar("R", Sample, ChatPrompt)
+
 
 def decode_budget(gold_token_counts: Iterable[int], *, floor: int = 32) -> int:
     """A decoding budget under which no right answer is cut: the longest gold (in tokens),
@@ -35,17 +38,22 @@ def decode_budget(gold_token_counts: Iterable[int], *, floor: int = 32) -> int:
     return max(floor, math.ceil(longest * 1.25) + 8)
 
 
-def request_key(sample: Sample) -> str:
-    """What a greedy response depends on besides the policy: the sample's tools and
-    messages (its id and gold do not enter the prompt), as a SHA-256 hex digest."""
+def request_key(sample: Sample | ChatPrompt) -> str:
+    """What a greedy response depends on besides the policy: the request's tools and
+    messages (a sample's id and gold, a chat prompt's entry, turn and step do not enter the
+    prompt), as a SHA-256 hex digest."""
     body = json.dumps([list(sample.tools), list(sample.messages)], sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def recorded(respond: Responder, path: str | Path) -> Responder:
+def recorded(respond: Callable[[list[R]], Sequence[str | None]], path: str | Path):
     """``respond`` that appends every answer to ``path`` (JSON lines ``{"key", "text"}``,
-    :func:`request_key`) and answers from it the samples already there, so that a stopped
-    evaluation decodes again only what it had not finished. Greedy decoding of the same
+    :func:`request_key`) and answers from it the requests already there, so that a stopped
+    evaluation decodes again only what it had not finished. ``respond`` is a
+    :data:`Responder` (samples) or a multi-turn ``ChatResponder`` (chat prompts): a resumed
+    multi-turn loop replays its recorded steps, and since the tools it executes are
+    deterministic, reaches the same conversations and decodes from where it stopped.
+    Greedy decoding of the same
     policy makes a recorded answer the one it would give again; the file belongs to one
     policy and one decoding setting (the caller's stage folder). A torn last line (a stop
     mid-write) is ignored."""
@@ -59,7 +67,7 @@ def recorded(respond: Responder, path: str | Path) -> Responder:
             except (ValueError, KeyError, TypeError):
                 continue
 
-    def run(samples: list[Sample]) -> list[str | None]:
+    def run(samples: list[R]) -> list[str | None]:
         keys = [request_key(s) for s in samples]
         todo = [i for i, k in enumerate(keys) if k not in known]
         if todo:
