@@ -57,6 +57,12 @@ class EvaluateConfig(Section):
     max_tokens: int = Field(192, ge=8, description="tokens generated per answer (greedy)")
     seed: int = 0
     address: str | None = None
+    resume: bool = Field(
+        True,
+        description="reuse the answers an interrupted run left under out_dir, when they were "
+        "decoded by the same model, adapter and decoding settings (greedy: the same answers); "
+        "false: decode everything again",
+    )
     engine: EngineSection = EngineSection()
     replicas: ReplicaSection = ReplicaSection()
 
@@ -230,18 +236,76 @@ def _logged(fn, unit: str):
     return run
 
 
+DECODING_FILE = "decoding.json"
+"""Under ``out_dir``: what the recorded answers (``answers.partial.jsonl``,
+``turns.partial.jsonl``) were decoded by (:func:`decoding_identity`)."""
+PARTIAL_FILES = ("answers.partial.jsonl", "turns.partial.jsonl")
+
+
+def decoding_identity(cfg: EvaluateConfig, model_dir: str) -> dict[str, Any]:
+    """What a greedy answer depends on besides its prompt: the model folder, the adapter's
+    files (SHA-256 of each), the token budget and the engine settings."""
+    import hashlib
+
+    adapter = None
+    if cfg.adapter is not None:
+        root = Path(cfg.adapter)
+        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+        adapter = {
+            str(f.relative_to(root) if root.is_dir() else f.name): hashlib.sha256(
+                f.read_bytes()
+            ).hexdigest()
+            for f in files
+        }
+    return {
+        "model_dir": str(Path(model_dir).resolve()),
+        "adapter": adapter,
+        "max_tokens": cfg.max_tokens,
+        "engine": cfg.engine.model_dump(mode="json"),
+    }
+
+
+def answer_files(cfg: EvaluateConfig, model_dir: str) -> tuple[Path, Path]:
+    """Where this run records its answers (single-turn, multi-turn steps), so that a run
+    stopped part-way decodes only what it had not finished when started again. Answers left
+    by other decoding settings, or any with ``resume=false``, are removed first (and said)."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ident = decoding_identity(cfg, model_dir)
+    marker = out / DECODING_FILE
+    paths = tuple(out / name for name in PARTIAL_FILES)
+    earlier = None
+    if marker.is_file():
+        try:
+            earlier = json.loads(marker.read_text())
+        except ValueError:
+            earlier = None
+    kept = [p for p in paths if p.is_file()]
+    if kept and (not cfg.resume or earlier != ident):
+        why = "resume=false" if not cfg.resume else "they were decoded by other settings"
+        log.info("not reusing the answers under %s: %s", out, why)
+        for p in kept:
+            p.unlink()
+    elif kept:
+        n = sum(len(p.read_text().splitlines()) for p in kept)
+        log.info("reusing %d answers recorded under %s by an earlier run", n, out)
+    marker.write_text(json.dumps(ident, indent=1))
+    return paths[0], paths[1]
+
+
 def _decode_on_pool(
     cfg: EvaluateConfig,
     sets: dict[str, list[Any]],
     sizes: dict[str, int] | None,
     meta: dict[str, Any],
 ) -> tuple[BenchmarkReport, dict[str, list[Verdict]]]:
-    from itool_ray.eval.generate import pool_responder
+    from itool_ray.eval.generate import pool_responder, recorded
     from itool_ray.eval.report import score_benchmarks
     from itool_ray.models import resolve_model
 
     model_dir = str(resolve_model(cfg.model))
     meta = {**meta, "model_dir": model_dir, "replicas": cfg.replicas.count}
+    answers, turns = answer_files(cfg, model_dir)
     start = time.perf_counter()
     pool = _start_pool(cfg, model_dir)
     try:
@@ -251,6 +315,8 @@ def _decode_on_pool(
             pool_chat_responder(pool, max_tokens=cfg.max_tokens),
             "multi-turn messages (one per running entry)",
         )
+        # recorded outside the log: the log counts what the engines decoded
+        respond, respond_chat = recorded(respond, answers), recorded(respond_chat, turns)
         report, verdicts = score_benchmarks(
             sets, respond, respond_chat=respond_chat, full_sizes=sizes, meta=meta
         )

@@ -82,3 +82,35 @@ def test_each_decoding_call_is_logged_with_its_count_and_the_total(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("decoded 3 records in ") and "(call 1; 3 so far" in lines[0]
     assert lines[1].startswith("decoded 1 records in ") and "(call 2; 4 so far" in lines[1]
+
+
+def test_answers_are_reused_only_under_the_same_decoding(tmp_path):
+    """``answer_files``: an interrupted run's answers are kept for the same model, adapter
+    files and decoding settings, and removed for any other (or with ``resume=false``)."""
+    from itool_ray.eval.job import answer_files
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
+    out = tmp_path / "out"
+
+    def cfg(*extra):
+        return load_config(EvaluateConfig, None, [f"out_dir={out}", f"adapter={adapter}", *extra])
+
+    def leave_answers():
+        for p in answer_files(cfg(), "/models/m"):
+            p.write_text('{"key": "k", "text": "t"}\n')
+
+    leave_answers()
+    assert all(p.is_file() for p in answer_files(cfg(), "/models/m"))  # same: kept
+    for changed in (
+        lambda: answer_files(cfg("max_tokens=64"), "/models/m"),
+        lambda: answer_files(cfg("engine.dtype=float32"), "/models/m"),
+        lambda: answer_files(cfg(), "/models/other"),
+        lambda: answer_files(cfg("resume=false"), "/models/m"),
+    ):
+        leave_answers()
+        assert not any(p.exists() for p in changed())
+    leave_answers()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained in place
+    assert not any(p.exists() for p in answer_files(cfg(), "/models/m"))

@@ -374,3 +374,6 @@ def test_the_job_on_a_real_engine_gives_a_verdict_per_entry(ray_local, long_tiny
         assert isinstance(r["correct"], bool) and run["queries"] >= 4
         assert all(isinstance(t, str) for turn in run["outputs"] for t in turn)
     assert result["bfcl_summary"]["evaluated"]["multi_turn"]["total_count"] == 2
+    # every step decoded is recorded, for a resume (its tests: test_evaluate_config.py)
+    steps = sum(len(turn) for r in records for turn in r["multi_turn"]["outputs"])
+    assert len((tmp_path / "turns.partial.jsonl").read_text().splitlines()) == steps
