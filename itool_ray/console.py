@@ -669,14 +669,25 @@ class RunMonitor:
         )
 
     def counting(
-        self, stage: str, unit: str, fn: Callable[[list[Any]], Sequence[Any]], workers: int = 1
+        self,
+        stage: str,
+        unit: str,
+        fn: Callable[[list[Any]], Sequence[Any]],
+        workers: int = 1,
+        *,
+        part: Callable[[list[Any]], str] | None = None,
     ) -> Callable[[list[Any]], list[Any]]:
         """``fn`` (items -> one result each) called on chunks of its items
-        (:func:`chunk_size`), the items done shown as the stage's progress."""
+        (:func:`chunk_size`), the items done shown as the stage's progress; ``part(items)``
+        names each call's part (its own bar, e.g. a multi-turn evaluation's lockstep round)."""
 
         def run(items: list[Any]) -> list[Any]:
             items = list(items)
-            report = lambda done, total: self.progress(stage, done, total, unit=unit)  # noqa: E731
+            name = part(items) if part is not None else None
+
+            def report(done: int, total: int) -> None:
+                self.progress(stage, done, total, unit=unit, run=name)
+
             return chunked(fn, report, chunk_size(len(items), workers))(items)
 
         return run

@@ -462,7 +462,10 @@ def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
 
         chat = pool_chat_responder(pool, max_tokens=budget)
         chat = recorded(chat, out / "turns.partial.jsonl")  # each step, for a resume
-        chat = rt.monitor.counting(out.name, "steps", chat, workers=len(pool.healthy()))
+        entries = sum(len(v) for v in multi_turn.values())
+        chat = rt.monitor.counting(
+            out.name, "steps", chat, workers=len(pool.healthy()), part=_rounds(entries)
+        )
         results += score_multi_turn_sets(multi_turn, chat)
     (out / "results.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
     return {
@@ -473,6 +476,18 @@ def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
             for r in results
         },
     }
+
+
+def _rounds(entries: int) -> Callable[[list], str]:
+    """Names each lockstep round of a multi-turn evaluation for its progress bar: the round,
+    and the entries finished (one prompt per entry still running)."""
+    count = {"round": 0}
+
+    def name(prompts: list) -> str:
+        count["round"] += 1
+        return f"round {count['round']}, {entries - len(prompts)}/{entries} entries done"
+
+    return name
 
 
 def _decode_budget(rt: Runtime, sets: dict, multi_turn: dict) -> int:

@@ -191,6 +191,24 @@ def test_chunks_report_records_done():
     assert chunk_size(16, 2) == 64 and chunk_size(10_000, 2) == 500
 
 
+def test_a_multi_turn_evaluation_shows_its_round_and_the_entries_done(tmp_path):
+    """Each lockstep round of a multi-turn evaluation is a part of its own: the bar names the
+    round and the entries finished, not only the steps of that round."""
+    from itool_ray.pipeline import _rounds
+
+    lines: list[str] = []
+    mon = RunMonitor(lines.append, plain_every_s=0)
+    mon.open(tmp_path, STAGES)
+    mon.stage("eval-base", "running")
+    chat = mon.counting("eval-base", "steps", lambda ps: ["x"] * len(ps), part=_rounds(5))
+    chat(list(range(5)))
+    chat(list(range(2)))  # 3 of the 5 entries ended after round 1
+    mon.close()
+    got = [line for line in lines if line.startswith("[eval-base]")]
+    assert got[-1].startswith("[eval-base] round 2, 3/5 entries done: 2/2 steps")
+    assert any(line.startswith("[eval-base] round 1, 0/5 entries done: 5/5 steps") for line in got)
+
+
 def test_driver_scalars_read_back_with_tensorboard(tmp_path):
     s = Scalars(tmp_path / "tb")
     s.add({"heldout/synth/accuracy": 0.25}, 0)
