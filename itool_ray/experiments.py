@@ -228,6 +228,7 @@ def collect_rows(cfg: ExperimentsConfig) -> dict[str, dict[str, Any] | None]:
         records = row_records(ev)
         if records:
             row = {**row, **_with_intervals(records)}
+            row["hard_errors"] = hard_error_kinds(ev)
         if mcts is not None:
             m = _done(mcts) or {}
             row["pairs"] = m.get("pairs")
@@ -252,6 +253,35 @@ def row_records(eval_dir: Path) -> dict[str, dict[str, tuple[bool, int]]]:
         recs = part.get("records") or []
         out[part["name"]] = {r["id"]: (bool(r["correct"]), int(r["gold_calls"])) for r in recs}
     return out
+
+
+def hard_error_kinds(eval_dir: Path) -> dict[str, int] | None:
+    """How the answers on the hard rows (2+ gold calls) of an evaluation stage went wrong:
+    :data:`~itool_ray.eval.scoring.ERROR_KINDS` -> count, from its recorded answers and its
+    run's held-out data (None: a stage without recorded answers)."""
+    from itool_ray.eval.generate import request_key
+    from itool_ray.eval.scoring import ERROR_KINDS, error_kind
+    from itool_ray.pipeline import heldout_sets
+
+    answers_file = eval_dir / "answers.partial.jsonl"
+    records = row_records(eval_dir)
+    if not answers_file.is_file() or not records:
+        return None
+    answers: dict[str, str | None] = {}
+    for line in answers_file.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            answers[row["key"]] = row["text"]
+        except (ValueError, KeyError, TypeError):
+            continue
+    counts = dict.fromkeys(ERROR_KINDS, 0)
+    for name, samples in heldout_sets(eval_dir.parent / "data").items():
+        for sample in samples:
+            judged = records.get(name, {}).get(str(sample.id))
+            if judged is None or judged[1] < 2:
+                continue
+            counts[error_kind(sample, answers.get(request_key(sample)), judged[0])] += 1
+    return counts
 
 
 def _flat(records: dict[str, dict[str, tuple[bool, int]]], hard: bool = False) -> dict[str, bool]:
@@ -608,6 +638,20 @@ def results_markdown(result: dict[str, Any]) -> str:
                 f"{'-' if reach is None else f'{reach:.2f}'} | {sc(d.get('trained_pairs'))} | "
                 f"{sc(d.get('heldout_pairs'))} |"
             )
+    kinds = [(k, r["hard_errors"]) for k, r in rows.items() if r and r.get("hard_errors")]
+    if kinds:
+        from itool_ray.eval.scoring import ERROR_KINDS
+
+        lines += [
+            "",
+            "The hard rows (2+ gold calls), answer by answer: right, or what is wrong first "
+            "(not a call list; fewer or more calls than the gold; as many calls but other "
+            "functions; the gold's functions with wrong arguments):",
+            "",
+            "| row | " + " | ".join(ERROR_KINDS) + " |",
+            "|---|" + "---|" * len(ERROR_KINDS),
+        ]
+        lines += [f"| {k} | " + " | ".join(str(c[e]) for e in ERROR_KINDS) + " |" for k, c in kinds]
     if result.get("verdicts"):
         lines += [
             "",

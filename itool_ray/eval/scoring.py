@@ -53,6 +53,41 @@ def score_response(sample: Sample, response: str) -> Scored:
     return Scored(sample.id, response, result.correct, result.partial, gold_calls=n)
 
 
+ERROR_KINDS: tuple[str, ...] = (
+    "correct",
+    "not a call list",
+    "fewer calls",
+    "more calls",
+    "other functions",
+    "wrong arguments",
+)
+"""The kinds of :func:`error_kind`, in the order a table shows them."""
+
+
+def error_kind(sample: Sample, response: str | None, correct: bool) -> str:
+    """What is wrong with a judged answer to a call-answer sample (one of
+    :data:`ERROR_KINDS`): ``not a call list`` (prose, a broken call list, or no answer),
+    ``fewer calls`` / ``more calls`` than the gold, ``other functions`` (as many calls, not
+    the gold's functions as a multiset), else ``wrong arguments``."""
+    gold = gold_ground_truth(sample)
+    if not gold:
+        raise ValueError(f"error_kind: sample {sample.id!r} has no gold calls")
+    if correct:
+        return "correct"
+    try:
+        predicted = parse_calls(response or "")
+    except CallParseError:
+        predicted = None
+    if predicted is None:
+        return "not a call list"
+    if len(predicted) != len(gold):
+        return "fewer calls" if len(predicted) < len(gold) else "more calls"
+    names = sorted(name for call in gold for name in call)
+    if sorted(c.name for c in predicted) != names:
+        return "other functions"
+    return "wrong arguments"
+
+
 @dataclass(frozen=True)
 class Counts:
     """Accuracy of one model on one set: ``n`` responses, ``correct`` of them right;

@@ -200,3 +200,67 @@ def test_verdicts_state_each_target_met_or_not_and_by_how_much():
     # the other loss is B: DPO wins when B is lower
     assert out["DPO above IPO at iteration 1"]["verdict"] == "met"
     assert "easy-to-hard SFT above mixed SFT" not in out  # no mixed row configured
+
+
+def test_error_kinds_of_answers_to_a_two_call_gold():
+    from itool_ray.data import Sample
+    from itool_ray.eval.scoring import error_kind
+
+    gold = '[f(a=1), g(b="x")]'
+    s = Sample(id="s", tools=(), messages=({"role": "user", "content": "q"},), gold=gold)
+    assert error_kind(s, gold, True) == "correct"
+    for answer, kind in (
+        ("I cannot help", "not a call list"),
+        ("[f(a=1), g(b=", "not a call list"),  # broken
+        (None, "not a call list"),  # did not fit
+        ("[f(a=1)]", "fewer calls"),
+        ("[]", "fewer calls"),
+        ('[f(a=1), g(b="x"), f(a=2)]', "more calls"),
+        ('[f(a=1), f(b="x")]', "other functions"),
+        ('[g(b="x"), f(a=2)]', "wrong arguments"),  # order is not what is wrong here
+    ):
+        assert error_kind(s, answer, False) == kind, answer
+    text = Sample(id="t", tools=(), messages=s.messages, gold="No function fits.")
+    with pytest.raises(ValueError, match="'t' has no gold calls"):
+        error_kind(text, "[f(a=1)]", False)
+
+
+def test_hard_rows_error_kinds_from_an_evaluation_stage(tmp_path):
+    """``hard_error_kinds`` reads the stage's recorded answers by prompt and its run's
+    held-out data; only 2+ call golds count; the table shows them per row."""
+    from itool_ray.data import Sample, write_samples
+    from itool_ray.eval.generate import request_key
+    from itool_ray.experiments import hard_error_kinds
+
+    root = tmp_path / "exp"
+    msgs = lambda i: ({"role": "user", "content": f"q{i}"},)  # noqa: E731
+    golds = ["[f(a=1), g(b=2)]", "[f(a=1), g(b=2)]", "[f(a=1), g(b=2)]", "[f(a=1)]"]
+    samples = [Sample(id=f"r{i}", tools=(), messages=msgs(i), gold=g) for i, g in enumerate(golds)]
+    (root / "itool" / "data").mkdir(parents=True)
+    write_samples(root / "itool" / "data" / "heldout-synth.jsonl", samples)
+    ev = root / "itool" / "eval-sft"
+    ev.mkdir()
+    answers = ["[f(a=1), g(b=2)]", "[f(a=1)]", "prose", "[h()]"]
+    with (ev / "answers.partial.jsonl").open("w") as f:
+        for s, a in zip(samples, answers, strict=True):
+            f.write(json.dumps({"key": request_key(s), "text": a}) + "\n")
+    recs = [
+        {"id": s.id, "correct": i == 0, "gold_calls": 2 if i < 3 else 1}
+        for i, s in enumerate(samples)
+    ]
+    (ev / "results.json").write_text(json.dumps([{"name": "synth", "records": recs}]))
+    (ev / "DONE").write_text(json.dumps({"synth": {"accuracy": 0.25, "n": 4}}))
+    kinds = hard_error_kinds(ev)
+    assert kinds == {
+        "correct": 1,
+        "not a call list": 1,
+        "fewer calls": 1,
+        "more calls": 0,
+        "other functions": 0,
+        "wrong arguments": 0,
+    }  # r3 (one gold call) is not a hard row
+    cfg = load_config(
+        ExperimentsConfig, None, [f"run_dir={root}", "iterations=1", "mixed_sft=false", "losses=[]"]
+    )
+    md = (root / "results.md").read_text() if summarize(cfg) else ""
+    assert "| easy-to-hard SFT | 1 | 1 | 1 | 0 | 0 | 0 |" in md
