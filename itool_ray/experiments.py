@@ -233,6 +233,8 @@ def collect_rows(cfg: ExperimentsConfig) -> dict[str, dict[str, Any] | None]:
             m = _done(mcts) or {}
             row["pairs"] = m.get("pairs")
             row["mcts"] = {k: v for k, v in m.items() if k.startswith("pairs_")}
+            select = mcts.parent / mcts.name.replace("-mcts", "-select")
+            row["early_close"] = early_close_pairs(select, mcts) if m else None
         if dpo is not None:
             d = _done(dpo) or {}
             row["dpo"] = {
@@ -282,6 +284,35 @@ def hard_error_kinds(eval_dir: Path) -> dict[str, int] | None:
                 continue
             counts[error_kind(sample, answers.get(request_key(sample)), judged[0])] += 1
     return counts
+
+
+def early_close_pairs(select_dir: Path, mcts_dir: Path) -> dict[str, int] | None:
+    """Of a single-turn search's pairs, those where exactly one step closes the call list
+    with fewer calls than its sample's gold (an early stop) and the other does not:
+    ``{"pairs": n, "chosen": k}``, k of them choosing the early stop. None: no pairs file,
+    or a multi-turn search (its steps are whole messages)."""
+    from itool_ray.calls import parse_partial
+    from itool_ray.data import read_samples
+    from itool_ray.eval.scoring import gold_call_count
+    from itool_ray.rollout import read_pairs
+
+    hard, pairs_file = select_dir / "hard.jsonl", mcts_dir / "pairs.jsonl"
+    if not hard.is_file() or not pairs_file.is_file():
+        return None
+    golds = {str(s.id): gold_call_count(s) for s in read_samples(hard)}
+
+    def early(prefix: str, step: str, gold: int) -> bool:
+        view = parse_partial(prefix + step)
+        return view.closed and view.error is None and len(view.calls) < gold
+
+    out = {"pairs": 0, "chosen": 0}
+    for p in read_pairs(pairs_file):
+        gold = golds.get(str(p.tree_id), 0)
+        chosen, rejected = early(p.prefix, p.chosen, gold), early(p.prefix, p.rejected, gold)
+        if chosen != rejected:
+            out["pairs"] += 1
+            out["chosen"] += chosen
+    return out
 
 
 def _flat(records: dict[str, dict[str, tuple[bool, int]]], hard: bool = False) -> dict[str, bool]:
@@ -617,12 +648,14 @@ def results_markdown(result: dict[str, Any]) -> str:
     if mcts:
         lines += [
             "",
-            "Search and preference training per iTool row (pair accuracy and mean "
-            "log-ratio margin measured after the update, trained policy vs its reference):",
+            "Search and preference training per iTool row (early stop chosen: of the pairs "
+            "where exactly one step closes the call list with fewer calls than the gold, how "
+            "many choose that step; pair accuracy and mean log-ratio margin measured after the "
+            "update, trained policy vs its reference):",
             "",
             "| row | pairs | mean Q gap | chosen alone reaches a correct terminal | "
-            "trained pairs acc (margin) | held-out pairs acc (margin) |",
-            "|---|---|---|---|---|---|",
+            "early stop chosen | trained pairs acc (margin) | held-out pairs acc (margin) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for k, r in mcts:
             m, d = r.get("mcts") or {}, r.get("dpo") or {}
@@ -633,10 +666,12 @@ def results_markdown(result: dict[str, Any]) -> str:
                 )
 
             gap, reach = m.get("pairs_mean_q_gap"), m.get("pairs_chosen_only_reaches_correct")
+            early = r.get("early_close")
+            early_cell = f"{early['chosen']} of {early['pairs']}" if early else "-"
             lines.append(
                 f"| {k} | {r.get('pairs', '-')} | {'-' if gap is None else f'{gap:.3f}'} | "
-                f"{'-' if reach is None else f'{reach:.2f}'} | {sc(d.get('trained_pairs'))} | "
-                f"{sc(d.get('heldout_pairs'))} |"
+                f"{'-' if reach is None else f'{reach:.2f}'} | {early_cell} | "
+                f"{sc(d.get('trained_pairs'))} | {sc(d.get('heldout_pairs'))} |"
             )
     kinds = [(k, r["hard_errors"]) for k, r in rows.items() if r and r.get("hard_errors")]
     if kinds:

@@ -264,3 +264,33 @@ def test_hard_rows_error_kinds_from_an_evaluation_stage(tmp_path):
     )
     md = (root / "results.md").read_text() if summarize(cfg) else ""
     assert "| easy-to-hard SFT | 1 | 1 | 1 | 0 | 0 | 0 |" in md
+
+
+def test_early_close_pairs_count_the_pairs_that_choose_stopping_short(tmp_path):
+    """Only pairs where exactly one step closes the list (validly) with fewer calls than the
+    gold count; a ``]`` inside an argument or a close at the gold's count is no early stop."""
+    from itool_ray.data import Sample, write_samples
+    from itool_ray.experiments import early_close_pairs
+    from itool_ray.mcts.pairs import Pair
+
+    select, mcts = tmp_path / "iter1-select", tmp_path / "iter1-mcts"
+    select.mkdir()
+    mcts.mkdir()
+    two = Sample(id="t2", tools=(), messages=({"role": "user", "content": "q"},), gold="[f(), g()]")
+    write_samples(select / "hard.jsonl", [two])
+
+    def pair(prefix, chosen, rejected):
+        return Pair((), (), prefix, chosen, rejected, (1,), (2,), 0.5, 0.1, 1, 1, "t2", 0, 0, 1)
+
+    pairs = [
+        pair("[f()", "]", ", g()]"),  # chooses the early stop
+        pair("[f()", ", g()]", "]"),  # rejects it
+        pair("[f(), g()", "]", ", h()]"),  # closes at the gold's count: not early
+        pair("[f(a=[1]", ")]", "), g()]"),  # chooses the early stop after a nested list
+        pair("[f(a=", "[1]", '"x"'),  # a "]" inside an argument closes nothing
+        pair("[f()", "]", "]"),  # both stop early: no preference between them
+        pair("[f()", "), ]", ", g()]"),  # an invalid close is no stop
+    ]
+    (mcts / "pairs.jsonl").write_text("".join(json.dumps(p.to_dict()) + "\n" for p in pairs))
+    assert early_close_pairs(select, mcts) == {"pairs": 3, "chosen": 2}
+    assert early_close_pairs(tmp_path / "none", mcts) is None
