@@ -13,7 +13,10 @@ Rows of the results table (held-out accuracy per set, plus the mean over sets):
   rollouts: the search comparison (pair statistics, held-out pair accuracy, accuracy);
 * ``iter 1, graded outcome``: the same with ``mcts.outcome=graded`` (a wrong answer earns
   credit for its right functions and arguments): whether a denser outcome than the paper's
-  1/0 makes better pairs where the policy rarely reaches a correct terminal.
+  1/0 makes better pairs where the policy rarely reaches a correct terminal;
+* ``iter 1, DPO N epochs``: iteration 1's DPO on the *same* MCTS pairs for N passes instead
+  of one (``dpo_epochs``): whether fitting the pairs closer (the trained-pairs accuracy)
+  carries over to held-out pairs and records.
 
 Each variant is an iTool run of its own under ``run_dir`` that starts from copies of the
 stages it shares with the main run (data, baseline evaluation, SFT, hard-sample selection,
@@ -28,7 +31,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -95,6 +98,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "losses": [],
         "one_step_search": False,
         "graded_outcome": False,
+        "dpo_epochs": [],
     },
 }
 """``ExperimentsConfig.preset`` -> the defaults it gives the fields not set explicitly."""
@@ -118,6 +122,11 @@ class ExperimentsConfig(Section):
         True,
         description="also run iteration 1 with mcts.outcome=graded from the same SFT policy "
         "and hard samples (argument-level credit for wrong answers, beyond the paper's O)",
+    )
+    dpo_epochs: list[Annotated[int, Field(ge=2)]] = Field(
+        default_factory=lambda: [2],
+        description="also run iteration 1's DPO for each of these numbers of epochs on the "
+        "same MCTS pairs (the default DPO makes one pass)",
     )
     itool: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ITOOL),
@@ -210,6 +219,9 @@ def row_stages(cfg: ExperimentsConfig) -> dict[str, tuple[Path, Path | None, Pat
     if cfg.graded_outcome:
         run = root / "graded"
         out["iter 1, graded outcome"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
+    for n in cfg.dpo_epochs:
+        run = root / f"dpo-epochs-{n}"
+        out[f"iter 1, DPO {n} epochs"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
     return out
 
 
@@ -370,6 +382,7 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
             ("iter 1, one-step search", its[0], "all"),
             ("iter 1, one-step search", its[0], "hard"),
         ]
+    wanted += [(its[0], f"iter 1, DPO {n} epochs", "all") for n in cfg.dpo_epochs]
     out = []
     for a, b, subset in wanted:
         if a not in recs or b not in recs:
@@ -497,6 +510,11 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
             "hard",
             "iteration 1 with the graded outcome above easy-to-hard SFT on the hard rows",
         ),
+        *[
+            (k, its[0] if its else "", "all", f"{k.removeprefix('iter 1, ')} above one epoch")
+            for k in rows
+            if k.startswith("iter 1, DPO ")
+        ],
     ]
     for better, other, records, claim in claims:
         if better not in rows or other not in rows:
@@ -589,6 +607,15 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
             "graded",
             lambda: run_itool(
                 itool_config(cfg, run, "train.iterations=1", "mcts.outcome=graded"), log=log
+            ),
+        )
+    for n in cfg.dpo_epochs:
+        run = root / f"dpo-epochs-{n}"
+        _seed_from(main, run, shared)
+        timed(
+            f"dpo-epochs-{n}",
+            lambda run=run, n=n: run_itool(
+                itool_config(cfg, run, "train.iterations=1", f"train.dpo.epochs={n}"), log=log
             ),
         )
     return summarize(cfg, seconds)

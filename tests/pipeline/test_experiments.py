@@ -294,3 +294,31 @@ def test_early_close_pairs_count_the_pairs_that_choose_stopping_short(tmp_path):
     (mcts / "pairs.jsonl").write_text("".join(json.dumps(p.to_dict()) + "\n" for p in pairs))
     assert early_close_pairs(select, mcts) == {"pairs": 3, "chosen": 2}
     assert early_close_pairs(tmp_path / "none", mcts) is None
+
+
+def test_dpo_epochs_rows_are_compared_with_one_epoch_on_the_same_records(tmp_path):
+    from itool_ray.experiments import row_stages
+
+    root = tmp_path / "exp"
+    ids = [f"r{i}" for i in range(30)]
+
+    def stage(run, name, correct):
+        path = root / run / name
+        path.mkdir(parents=True)
+        recs = [{"id": r, "correct": r in correct, "gold_calls": 1} for r in ids]
+        (path / "results.json").write_text(json.dumps([{"name": "synth", "records": recs}]))
+        (path / "DONE").write_text(json.dumps({"synth": {"accuracy": len(correct) / 30, "n": 30}}))
+
+    stage("itool", "iter1-eval", set(ids[:5]))
+    stage("dpo-epochs-3", "iter1-eval", set(ids[:15]))  # 10 more right, none lost
+    args = [f"run_dir={root}", "iterations=1", "mixed_sft=false", "losses=[]", "dpo_epochs=[3]"]
+    cfg = load_config(ExperimentsConfig, None, [*args, "one_step_search=false"])
+    assert row_stages(cfg)["iter 1, DPO 3 epochs"][2] == root / "dpo-epochs-3" / "iter1-dpo"
+    result = summarize(cfg)
+    (comp,) = [c for c in result["comparisons"] if c["b"] == "iter 1, DPO 3 epochs"]
+    assert (comp["a"], comp["only_a"], comp["only_b"]) == ("iTool iter 1 (DPO)", 0, 10)
+    (v,) = [v for v in result["verdicts"] if v["claim"] == "DPO 3 epochs above one epoch"]
+    assert v["verdict"] == "met" and "p = 0.002" in v["measured"]
+    assert load_config(ExperimentsConfig, None, []).dpo_epochs == [2]
+    with pytest.raises(ConfigError, match="dpo_epochs"):
+        load_config(ExperimentsConfig, None, ["dpo_epochs=[1]"])
