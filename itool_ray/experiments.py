@@ -16,7 +16,12 @@ Rows of the results table (held-out accuracy per set, plus the mean over sets):
   1/0 makes better pairs where the policy rarely reaches a correct terminal;
 * ``iter 1, DPO N epochs``: iteration 1's DPO on the *same* MCTS pairs for N passes instead
   of one (``dpo_epochs``): whether fitting the pairs closer (the trained-pairs accuracy)
-  carries over to held-out pairs and records.
+  carries over to held-out pairs and records;
+* ``iter 1, <name>``: iteration 1 under any other overrides (``variants``: name -> iTool
+  overrides), from the same SFT policy and hard samples, and from the same pairs unless an
+  override changes the search (``mcts.*``). The default, ``gamma 1``, backs up undiscounted
+  returns (``mcts.gamma=1.0``): whether the discount is what makes the pairs choose a once-
+  visited early stop over a longer path.
 
 Each variant is an iTool run of its own under ``run_dir`` that starts from copies of the
 stages it shares with the main run (data, baseline evaluation, SFT, hard-sample selection,
@@ -99,6 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "one_step_search": False,
         "graded_outcome": False,
         "dpo_epochs": [],
+        "variants": {},
     },
 }
 """``ExperimentsConfig.preset`` -> the defaults it gives the fields not set explicitly."""
@@ -128,6 +134,11 @@ class ExperimentsConfig(Section):
         description="also run iteration 1's DPO for each of these numbers of epochs on the "
         "same MCTS pairs (the default DPO makes one pass)",
     )
+    variants: dict[str, list[str]] = Field(
+        default_factory=lambda: {"gamma 1": ["mcts.gamma=1.0"]},
+        description="more iteration-1 rows: name -> iTool overrides (KEY.PATH=VALUE), each "
+        "from the same SFT policy and hard samples (and pairs, unless it sets mcts.*)",
+    )
     itool: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ITOOL),
         description="overrides of the iTool job shared by every run (default: sized for a "
@@ -146,6 +157,12 @@ class ExperimentsConfig(Section):
         for name, value in PRESETS[self.preset].items():
             if name not in self.model_fields_set:
                 object.__setattr__(self, name, list(value) if isinstance(value, tuple) else value)
+        dirs: dict[str, str] = {}
+        for name in self.variants:
+            d = variant_dir(name)
+            if d in dirs:
+                raise ValueError(f"variants {dirs[d]!r} and {name!r} share the run folder {d}")
+            dirs[d] = name
         return self
 
 
@@ -222,7 +239,21 @@ def row_stages(cfg: ExperimentsConfig) -> dict[str, tuple[Path, Path | None, Pat
     for n in cfg.dpo_epochs:
         run = root / f"dpo-epochs-{n}"
         out[f"iter 1, DPO {n} epochs"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
+    for name in cfg.variants:
+        run = root / variant_dir(name)
+        out[f"iter 1, {name}"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
     return out
+
+
+def variant_dir(name: str) -> str:
+    """The run folder of the variant ``name`` (``variants``): ``variant-`` + its name with
+    every run of characters other than letters, digits, ``.`` and ``-`` made one ``-``."""
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-")
+    if not slug:
+        raise ValueError(f"experiments: variant name {name!r} has no letter or digit")
+    return f"variant-{slug}"
 
 
 def collect_rows(cfg: ExperimentsConfig) -> dict[str, dict[str, Any] | None]:
@@ -383,6 +414,8 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
             ("iter 1, one-step search", its[0], "hard"),
         ]
     wanted += [(its[0], f"iter 1, DPO {n} epochs", "all") for n in cfg.dpo_epochs]
+    for name in cfg.variants:
+        wanted += [(its[0], f"iter 1, {name}", "all"), (its[0], f"iter 1, {name}", "hard")]
     out = []
     for a, b, subset in wanted:
         if a not in recs or b not in recs:
@@ -515,6 +548,10 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
             for k in rows
             if k.startswith("iter 1, DPO ")
         ],
+        *[
+            (f"iter 1, {name}", its[0] if its else "", "all", f"{name} above iteration 1")
+            for name in (result.get("config") or {}).get("variants") or {}
+        ],
     ]
     for better, other, records, claim in claims:
         if better not in rows or other not in rows:
@@ -550,6 +587,8 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
     from itool_ray.pipeline import run_itool
 
     root = Path(cfg.run_dir)
+    for name, overrides in cfg.variants.items():  # a bad override fails now, not hours in
+        itool_config(cfg, root / variant_dir(name), "train.iterations=1", *overrides)
     root.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
 
@@ -607,6 +646,16 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
             "graded",
             lambda: run_itool(
                 itool_config(cfg, run, "train.iterations=1", "mcts.outcome=graded"), log=log
+            ),
+        )
+    for name, overrides in cfg.variants.items():
+        run = root / variant_dir(name)
+        searched = any(o.split("=", 1)[0].strip().startswith("mcts.") for o in overrides)
+        _seed_from(main, run, shared[:-1] if searched else shared)
+        timed(
+            variant_dir(name),
+            lambda run=run, overrides=overrides: run_itool(
+                itool_config(cfg, run, "train.iterations=1", *overrides), log=log
             ),
         )
     for n in cfg.dpo_epochs:

@@ -322,3 +322,48 @@ def test_dpo_epochs_rows_are_compared_with_one_epoch_on_the_same_records(tmp_pat
     assert load_config(ExperimentsConfig, None, []).dpo_epochs == [2]
     with pytest.raises(ConfigError, match="dpo_epochs"):
         load_config(ExperimentsConfig, None, ["dpo_epochs=[1]"])
+
+
+def test_variants_are_iteration_1_rows_under_their_own_overrides(tmp_path):
+    from itool_ray.experiments import row_stages, run_experiments, variant_dir
+
+    cfg = load_config(ExperimentsConfig, None, [f"run_dir={tmp_path}"])
+    assert cfg.variants == {"gamma 1": ["mcts.gamma=1.0"]}
+    assert variant_dir("gamma 1") == "variant-gamma-1"
+    stages = row_stages(cfg)
+    assert stages["iter 1, gamma 1"][1] == tmp_path / "variant-gamma-1" / "iter1-mcts"
+    itool = itool_config(cfg, tmp_path / "variant-gamma-1", *cfg.variants["gamma 1"])
+    assert itool.mcts.gamma == 1.0
+    assert load_config(ExperimentsConfig, None, ["preset=multi-turn"]).variants == {}
+    with pytest.raises(ConfigError, match="share the run folder variant-a-b"):
+        load_config(ExperimentsConfig, None, ["variants={a b: [], a/b: []}"])
+    with pytest.raises(ConfigError, match="no letter or digit"):
+        load_config(ExperimentsConfig, None, ["variants={'//': []}"])
+    typo = load_config(
+        ExperimentsConfig, None, [f"run_dir={tmp_path / 'x'}", "variants={g: [mcts.gama=1]}"]
+    )
+    with pytest.raises(ConfigError, match="gama"):
+        run_experiments(typo)  # before any run starts
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_variant_is_compared_with_iteration_1_on_all_and_hard_records(tmp_path):
+    root = tmp_path / "exp"
+    ids = [f"r{i}" for i in range(20)]
+
+    def stage(run, correct):
+        path = root / run / "iter1-eval"
+        path.mkdir(parents=True)
+        recs = [{"id": r, "correct": r in correct, "gold_calls": 2} for r in ids]
+        (path / "results.json").write_text(json.dumps([{"name": "synth", "records": recs}]))
+        (path / "DONE").write_text(json.dumps({"synth": {"accuracy": len(correct) / 20, "n": 20}}))
+
+    stage("itool", set(ids[:8]))
+    stage("variant-gamma-1", set(ids[:6]))  # 2 fewer right
+    args = ["iterations=1", "mixed_sft=false", "losses=[]", "dpo_epochs=[]"]
+    cfg = load_config(ExperimentsConfig, None, [f"run_dir={root}", *args])
+    result = summarize(cfg)
+    got = {(c["b"], c["records"]): c["only_a"] for c in result["comparisons"]}
+    assert got[("iter 1, gamma 1", "all")] == 2 and got[("iter 1, gamma 1", "hard")] == 2
+    (v,) = [v for v in result["verdicts"] if v["claim"] == "gamma 1 above iteration 1"]
+    assert v["verdict"] == "not met" and "-10.0 pts" in v["measured"]
