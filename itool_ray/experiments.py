@@ -304,21 +304,15 @@ def hard_error_kinds(eval_dir: Path) -> dict[str, int] | None:
     """How the answers on the hard rows (2+ gold calls) of an evaluation stage went wrong:
     :data:`~itool_ray.eval.scoring.ERROR_KINDS` -> count, from its recorded answers and its
     run's held-out data (None: a stage without recorded answers)."""
-    from itool_ray.eval.generate import request_key
+    from itool_ray.eval.generate import ANSWERS_FILE, read_recorded, request_key
     from itool_ray.eval.scoring import ERROR_KINDS, error_kind
     from itool_ray.pipeline import heldout_sets
 
-    answers_file = eval_dir / "answers.partial.jsonl"
+    answers_file = eval_dir / ANSWERS_FILE
     records = row_records(eval_dir)
     if not answers_file.is_file() or not records:
         return None
-    answers: dict[str, str | None] = {}
-    for line in answers_file.read_text().splitlines():
-        try:
-            row = json.loads(line)
-            answers[row["key"]] = row["text"]
-        except (ValueError, KeyError, TypeError):
-            continue
+    answers = read_recorded(answers_file)
     counts = dict.fromkeys(ERROR_KINDS, 0)
     for name, samples in heldout_sets(eval_dir.parent / "data").items():
         for sample in samples:

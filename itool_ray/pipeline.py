@@ -12,6 +12,7 @@ and publishes each adapter once to the object store.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -446,22 +447,28 @@ class Runtime:
 
 
 def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
-    from itool_ray.eval.generate import pool_responder, recorded, score_sets
+    from itool_ray.eval.generate import (
+        ANSWERS_FILE,
+        TURNS_FILE,
+        pool_responder,
+        recorded,
+        score_multi_turn_sets,
+        score_sets,
+    )
 
     sets, multi_turn = heldout_sets(data_dir), multi_turn_heldout_sets(data_dir)
     budget = _decode_budget(rt, sets, multi_turn)
     pool = rt.serve(policy)
     respond = pool_responder(pool, max_tokens=budget)
     # every finished chunk of answers is kept: a stopped evaluation decodes only the rest
-    respond = recorded(respond, out / "answers.partial.jsonl")
+    respond = recorded(respond, out / ANSWERS_FILE)
     respond = rt.monitor.counting(out.name, "records", respond, workers=len(pool.healthy()))
     results = score_sets(sets, respond)
     if multi_turn:
-        from itool_ray.eval.generate import score_multi_turn_sets
         from itool_ray.eval.job import pool_chat_responder
 
         chat = pool_chat_responder(pool, max_tokens=budget)
-        chat = recorded(chat, out / "turns.partial.jsonl")  # each step, for a resume
+        chat = recorded(chat, out / TURNS_FILE)  # each step, for a resume
         entries = sum(len(v) for v in multi_turn.values())
         chat = rt.monitor.counting(
             out.name, "steps", chat, workers=len(pool.healthy()), part=_rounds(entries)
@@ -481,11 +488,10 @@ def _eval_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dict:
 def _rounds(entries: int) -> Callable[[list], str]:
     """Names each lockstep round of a multi-turn evaluation for its progress bar: the round,
     and the entries finished (one prompt per entry still running)."""
-    count = {"round": 0}
+    rounds = itertools.count(1)
 
     def name(prompts: list) -> str:
-        count["round"] += 1
-        return f"round {count['round']}, {entries - len(prompts)}/{entries} entries done"
+        return f"round {next(rounds)}, {entries - len(prompts)}/{entries} entries done"
 
     return name
 

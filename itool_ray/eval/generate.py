@@ -46,17 +46,15 @@ def request_key(sample: Sample | ChatPrompt) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def recorded(respond: Callable[[list[R]], Sequence[str | None]], path: str | Path):
-    """``respond`` that appends every answer to ``path`` (JSON lines ``{"key", "text"}``,
-    :func:`request_key`) and answers from it the requests already there, so that a stopped
-    evaluation decodes again only what it had not finished. ``respond`` is a
-    :data:`Responder` (samples) or a multi-turn ``ChatResponder`` (chat prompts): a resumed
-    multi-turn loop replays its recorded steps, and since the tools it executes are
-    deterministic, reaches the same conversations and decodes from where it stopped.
-    Greedy decoding of the same
-    policy makes a recorded answer the one it would give again; the file belongs to one
-    policy and one decoding setting (the caller's stage folder). A torn last line (a stop
-    mid-write) is ignored."""
+ANSWERS_FILE = "answers.partial.jsonl"
+"""In an evaluation's folder: its single-turn answers as :func:`recorded` keeps them."""
+TURNS_FILE = "turns.partial.jsonl"
+"""In an evaluation's folder: its multi-turn steps as :func:`recorded` keeps them."""
+
+
+def read_recorded(path: str | Path) -> dict[str, str | None]:
+    """The answers a :func:`recorded` file holds, by :func:`request_key` (none: no file). A
+    torn last line (a stop mid-write) is ignored."""
     path = Path(path)
     known: dict[str, str | None] = {}
     if path.is_file():
@@ -66,6 +64,20 @@ def recorded(respond: Callable[[list[R]], Sequence[str | None]], path: str | Pat
                 known[row["key"]] = row["text"]
             except (ValueError, KeyError, TypeError):
                 continue
+    return known
+
+
+def recorded(respond: Callable[[list[R]], Sequence[str | None]], path: str | Path):
+    """``respond`` that appends every answer to ``path`` (JSON lines ``{"key", "text"}``,
+    :func:`request_key`) and answers from it the requests already there, so that a stopped
+    evaluation decodes again only what it had not finished. ``respond`` is a
+    :data:`Responder` (samples) or a multi-turn ``ChatResponder`` (chat prompts): a resumed
+    multi-turn loop replays its recorded steps, and since the tools it executes are
+    deterministic, reaches the same conversations and decodes from where it stopped.
+    Greedy decoding of the same policy makes a recorded answer the one it would give again;
+    the file belongs to one policy and one decoding setting (the caller's stage folder)."""
+    path = Path(path)
+    known = read_recorded(path)
 
     def run(samples: list[R]) -> list[str | None]:
         keys = [request_key(s) for s in samples]

@@ -237,9 +237,8 @@ def _logged(fn, unit: str):
 
 
 DECODING_FILE = "decoding.json"
-"""Under ``out_dir``: what the recorded answers (``answers.partial.jsonl``,
-``turns.partial.jsonl``) were decoded by (:func:`decoding_identity`)."""
-PARTIAL_FILES = ("answers.partial.jsonl", "turns.partial.jsonl")
+"""Under ``out_dir``: what the recorded answers (``eval.generate.ANSWERS_FILE`` and
+``TURNS_FILE``) were decoded by (:func:`decoding_identity`)."""
 
 
 def decoding_identity(cfg: EvaluateConfig, model_dir: str) -> dict[str, Any]:
@@ -251,11 +250,9 @@ def decoding_identity(cfg: EvaluateConfig, model_dir: str) -> dict[str, Any]:
     if cfg.adapter is not None:
         root = Path(cfg.adapter)
         files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+        base = root if root.is_dir() else root.parent
         adapter = {
-            str(f.relative_to(root) if root.is_dir() else f.name): hashlib.sha256(
-                f.read_bytes()
-            ).hexdigest()
-            for f in files
+            str(f.relative_to(base)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files
         }
     return {
         "model_dir": str(Path(model_dir).resolve()),
@@ -269,11 +266,13 @@ def answer_files(cfg: EvaluateConfig, model_dir: str) -> tuple[Path, Path]:
     """Where this run records its answers (single-turn, multi-turn steps), so that a run
     stopped part-way decodes only what it had not finished when started again. Answers left
     by other decoding settings, or any with ``resume=false``, are removed first (and said)."""
+    from itool_ray.eval.generate import ANSWERS_FILE, TURNS_FILE
+
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ident = decoding_identity(cfg, model_dir)
     marker = out / DECODING_FILE
-    paths = tuple(out / name for name in PARTIAL_FILES)
+    paths = (out / ANSWERS_FILE, out / TURNS_FILE)
     earlier = None
     if marker.is_file():
         try:
