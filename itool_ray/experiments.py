@@ -223,26 +223,37 @@ def row_stages(cfg: ExperimentsConfig) -> dict[str, tuple[Path, Path | None, Pat
             main / f"iter{it}-mcts",
             main / f"iter{it}-dpo",
         )
-    for loss in cfg.losses:
-        run = root / f"loss-{loss}"
-        out[f"iter 1 with {loss.upper()}"] = (
-            run / "iter1-eval",
-            run / "iter1-mcts",
-            run / "iter1-dpo",
-        )
-    if cfg.one_step_search:
-        run = root / "one-step"
-        out["iter 1, one-step search"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
-    if cfg.graded_outcome:
-        run = root / "graded"
-        out["iter 1, graded outcome"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
-    for n in cfg.dpo_epochs:
-        run = root / f"dpo-epochs-{n}"
-        out[f"iter 1, DPO {n} epochs"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
-    for name in cfg.variants:
-        run = root / variant_dir(name)
-        out[f"iter 1, {name}"] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
+    for row, folder, _ in iteration1_runs(cfg):
+        run = root / folder
+        out[row] = (run / "iter1-eval", run / "iter1-mcts", run / "iter1-dpo")
     return out
+
+
+def iteration1_runs(cfg: ExperimentsConfig) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The rows that are iteration 1 again under other settings, as (row name, run folder
+    under ``run_dir``, iTool overrides): the other losses, the one-step search, the graded
+    outcome, more DPO epochs and the ``variants``."""
+    runs = [
+        (
+            f"iter 1 with {loss.upper()}",
+            f"loss-{loss}",
+            (f"train.dpo.loss={loss}", f"train.dpo.beta={LOSS_BETA.get(loss, 0.1)}"),
+        )
+        for loss in cfg.losses
+    ]
+    if cfg.one_step_search:
+        runs.append(("iter 1, one-step search", "one-step", ("mcts.rollout=one_step",)))
+    if cfg.graded_outcome:
+        runs.append(("iter 1, graded outcome", "graded", ("mcts.outcome=graded",)))
+    runs += [
+        (f"iter 1, DPO {n} epochs", f"dpo-epochs-{n}", (f"train.dpo.epochs={n}",))
+        for n in cfg.dpo_epochs
+    ]
+    runs += [
+        (f"iter 1, {name}", variant_dir(name), tuple(overrides))
+        for name, overrides in cfg.variants.items()
+    ]
+    return runs
 
 
 def variant_dir(name: str) -> str:
@@ -581,8 +592,9 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
     from itool_ray.pipeline import run_itool
 
     root = Path(cfg.run_dir)
-    for name, overrides in cfg.variants.items():  # a bad override fails now, not hours in
-        itool_config(cfg, root / variant_dir(name), "train.iterations=1", *overrides)
+    runs = iteration1_runs(cfg)
+    for _, folder, overrides in runs:  # a bad override fails now, not hours in
+        itool_config(cfg, root / folder, "train.iterations=1", *overrides)
     root.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
 
@@ -607,58 +619,15 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
             ),
         )
     shared = ("data", "eval-base", "sft", "eval-sft", "iter1-select", "iter1-mcts")
-    for loss in cfg.losses:
-        run = root / f"loss-{loss}"
-        _seed_from(main, run, shared)
-        beta = LOSS_BETA.get(loss, 0.1)
-        timed(
-            f"loss-{loss}",
-            lambda run=run, loss=loss, beta=beta: run_itool(
-                itool_config(
-                    cfg,
-                    run,
-                    "train.iterations=1",
-                    f"train.dpo.loss={loss}",
-                    f"train.dpo.beta={beta}",
-                ),
-                log=log,
-            ),
-        )
-    if cfg.one_step_search:
-        run = root / "one-step"
-        _seed_from(main, run, shared[:-1])  # everything before the search itself
-        timed(
-            "one-step",
-            lambda: run_itool(
-                itool_config(cfg, run, "train.iterations=1", "mcts.rollout=one_step"), log=log
-            ),
-        )
-    if cfg.graded_outcome:
-        run = root / "graded"
-        _seed_from(main, run, shared[:-1])
-        timed(
-            "graded",
-            lambda: run_itool(
-                itool_config(cfg, run, "train.iterations=1", "mcts.outcome=graded"), log=log
-            ),
-        )
-    for name, overrides in cfg.variants.items():
-        run = root / variant_dir(name)
+    for _, folder, overrides in runs:
+        run = root / folder
+        # a run that changes the search starts from everything before it, else from its pairs
         searched = any(o.split("=", 1)[0].strip().startswith("mcts.") for o in overrides)
         _seed_from(main, run, shared[:-1] if searched else shared)
         timed(
-            variant_dir(name),
+            folder,
             lambda run=run, overrides=overrides: run_itool(
                 itool_config(cfg, run, "train.iterations=1", *overrides), log=log
-            ),
-        )
-    for n in cfg.dpo_epochs:
-        run = root / f"dpo-epochs-{n}"
-        _seed_from(main, run, shared)
-        timed(
-            f"dpo-epochs-{n}",
-            lambda run=run, n=n: run_itool(
-                itool_config(cfg, run, "train.iterations=1", f"train.dpo.epochs={n}"), log=log
             ),
         )
     return summarize(cfg, seconds)

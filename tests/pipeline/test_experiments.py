@@ -367,3 +367,20 @@ def test_a_variant_is_compared_with_iteration_1_on_all_and_hard_records(tmp_path
     assert got[("iter 1, gamma 1", "all")] == 2 and got[("iter 1, gamma 1", "hard")] == 2
     (v,) = [v for v in result["verdicts"] if v["claim"] == "gamma 1 above iteration 1"]
     assert v["verdict"] == "not met" and "-10.0 pts" in v["measured"]
+
+
+def test_iteration_1_reruns_of_the_default_table_and_their_settings(tmp_path):
+    from itool_ray.experiments import iteration1_runs
+
+    cfg = load_config(ExperimentsConfig, None, [f"run_dir={tmp_path}"])
+    assert iteration1_runs(cfg) == [
+        ("iter 1 with SIMPO", "loss-simpo", ("train.dpo.loss=simpo", "train.dpo.beta=2.0")),
+        ("iter 1 with IPO", "loss-ipo", ("train.dpo.loss=ipo", "train.dpo.beta=0.1")),
+        ("iter 1 with ORPO", "loss-orpo", ("train.dpo.loss=orpo", "train.dpo.beta=0.1")),
+        ("iter 1, one-step search", "one-step", ("mcts.rollout=one_step",)),
+        ("iter 1, graded outcome", "graded", ("mcts.outcome=graded",)),
+        ("iter 1, DPO 2 epochs", "dpo-epochs-2", ("train.dpo.epochs=2",)),
+        ("iter 1, gamma 1", "variant-gamma-1", ("mcts.gamma=1.0",)),
+    ]
+    mt = load_config(ExperimentsConfig, None, ["preset=multi-turn", f"run_dir={tmp_path}"])
+    assert iteration1_runs(mt) == []
