@@ -113,7 +113,8 @@ def merge_tool_messages(messages: Sequence[Message]) -> list[Message]:
     return out
 
 
-_PROBE = "ITOOLTOOLPROBE"
+_PROBE = "ITOOLPROBE"
+"""A marker no template writes itself: found in a rendering, it shows where content landed."""
 _TOOL_ROLE: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
@@ -192,9 +193,6 @@ def render_self_eval_prompt(
     """The self-evaluation prompt, ending with the generation prompt: the next token is the
     policy's verdict (:data:`SELF_EVAL_YES` / :data:`SELF_EVAL_NO`)."""
     return _chat(tokenizer, build_self_eval_messages(sample, partial_response, template=template))
-
-
-_PROBE = "ITOOLPROBE"
 
 
 def end_of_turn(tokenizer) -> str:
