@@ -283,6 +283,8 @@ def collect_rows(cfg: ExperimentsConfig) -> dict[str, dict[str, Any] | None]:
         if records:
             row = {**row, **_with_intervals(records)}
             row["hard_errors"] = hard_error_kinds(ev)
+            play = play_records(ev)
+            row["play"] = play and play_summary(play)
         if mcts is not None:
             m = _done(mcts) or {}
             row["pairs"] = m.get("pairs")
@@ -299,15 +301,74 @@ def collect_rows(cfg: ExperimentsConfig) -> dict[str, dict[str, Any] | None]:
     return rows
 
 
-def row_records(eval_dir: Path) -> dict[str, dict[str, tuple[bool, int]]]:
-    """Set name -> record id -> (correct, gold calls), from an evaluation stage's results."""
+def _result_records(eval_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Set name -> the records of an evaluation stage's results (none: no results)."""
     f = eval_dir / "results.json"
     if not f.is_file():
         return {}
-    out: dict[str, dict[str, tuple[bool, int]]] = {}
-    for part in json.loads(f.read_text()):
-        recs = part.get("records") or []
-        out[part["name"]] = {r["id"]: (bool(r["correct"]), int(r["gold_calls"])) for r in recs}
+    return {part["name"]: part.get("records") or [] for part in json.loads(f.read_text())}
+
+
+def row_records(eval_dir: Path) -> dict[str, dict[str, tuple[bool, int]]]:
+    """Set name -> record id -> (correct, gold calls), from an evaluation stage's results."""
+    return {
+        name: {r["id"]: (bool(r["correct"]), int(r["gold_calls"])) for r in recs}
+        for name, recs in _result_records(eval_dir).items()
+    }
+
+
+def play_records(eval_dir: Path) -> dict[str, dict[str, Any]] | None:
+    """Multi-turn entry (``set/id``) -> how it was played
+    (:func:`~itool_ray.eval.generate.play_detail`: turns passed, steps, call lists, calls
+    refused). From the stage's results; for results written before they held it, by
+    replaying the stage's recorded steps through the same loop (tools executed again, no
+    engine), which must reach the recorded verdicts. None: no multi-turn set, or a step the
+    stage did not record."""
+    from itool_ray.eval.generate import (
+        TURNS_FILE,
+        read_recorded,
+        request_key,
+        score_multi_turn_sets,
+    )
+    from itool_ray.pipeline import multi_turn_heldout_sets
+
+    sets = multi_turn_heldout_sets(eval_dir.parent / "data")
+    results = _result_records(eval_dir)
+    if not sets or not all(name in results for name in sets):
+        return None
+    parts = {name: results[name] for name in sets}
+    if not all(all("turns" in r for r in recs) for recs in parts.values()):
+        known = read_recorded(eval_dir / TURNS_FILE)
+
+        def respond(prompts: list) -> list[str | None]:
+            keys = [request_key(p) for p in prompts]
+            if any(k not in known for k in keys):
+                raise LookupError("a step the evaluation did not record")
+            return [known[k] for k in keys]
+
+        try:
+            replayed = {s.name: s.records for s in score_multi_turn_sets(sets, respond)}
+        except LookupError:
+            return None
+        for name, recs in replayed.items():
+            was = {r["id"]: r["correct"] for r in parts[name]}
+            if {r["id"]: r["correct"] for r in recs} != was:
+                raise RuntimeError(
+                    f"{eval_dir}: replaying the recorded steps of {name} does not reach the "
+                    "recorded verdicts"
+                )
+        parts = replayed
+    return {f"{name}/{r['id']}": r for name, recs in parts.items() for r in recs}
+
+
+PLAY_FIELDS = ("turns", "turns_passed", "steps", "call_steps", "calls", "refused", "unknown")
+
+
+def play_summary(play: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """The entries' :func:`play_records` summed, with the entries that passed their first
+    turn (``first_turn_passed``)."""
+    out = {"entries": len(play), **{k: sum(int(r[k]) for r in play.values()) for k in PLAY_FIELDS}}
+    out["first_turn_passed"] = sum(r["turns_passed"] >= 1 for r in play.values())
     return out
 
 
@@ -428,6 +489,11 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
         hard = subset == "hard"
         test = paired(_flat(recs[a], hard), _flat(recs[b], hard))
         out.append({"a": a, "b": b, "records": subset, **test.to_dict()})
+    play = {name: play_records(ev) for name, (ev, _, _) in stages.items() if name in recs}
+    for a, b, subset in wanted:  # multi-turn: the first turn, finer than whole entries
+        if subset == "all" and play.get(a) and play.get(b):
+            first = [{k: r["turns_passed"] >= 1 for k, r in play[x].items()} for x in (a, b)]
+            out.append({"a": a, "b": b, "records": "first turn", **paired(*first).to_dict()})
     return out
 
 
@@ -711,6 +777,30 @@ def results_markdown(result: dict[str, Any]) -> str:
                 f"| {k} | {r.get('pairs', '-')} | {'-' if gap is None else f'{gap:.3f}'} | "
                 f"{'-' if reach is None else f'{reach:.2f}'} | {early_cell} | "
                 f"{sc(d.get('trained_pairs'))} | {sc(d.get('heldout_pairs'))} |"
+            )
+    played = [(k, r["play"]) for k, r in rows.items() if r and r.get("play")]
+    if played:
+        lines += [
+            "",
+            "How the multi-turn entries were played (every held-out entry; a step is one "
+            "assistant message; a call is refused when its function does not exist, its "
+            "arguments do not fit the function's doc, or the method raises; `first turn`: the "
+            "entries whose first turn BFCL's checker passes):",
+            "",
+            "| row | entries | first turn | turns passed | steps | call lists | calls | refused "
+            "| of them, no such function |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for k, p in played:
+
+            def share(x: int, of: int) -> str:
+                return f"{x} ({x / of:.0%})" if of else str(x)
+
+            lines.append(
+                f"| {k} | {p['entries']} | {share(p['first_turn_passed'], p['entries'])} | "
+                f"{p['turns_passed']} of {p['turns']} | {p['steps']} | "
+                f"{share(p['call_steps'], p['steps'])} | {p['calls']} | "
+                f"{share(p['refused'], p['calls'])} | {share(p['unknown'], p['refused'])} |"
             )
     kinds = [(k, r["hard_errors"]) for k, r in rows.items() if r and r.get("hard_errors")]
     if kinds:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itool_ray.calls import Call, render_call
 from itool_ray.data.sample import Message, Tool
 from itool_ray.envs.bfcl_data import MultiTurnEntry
-from itool_ray.envs.bfcl_exec import World
+from itool_ray.envs.bfcl_exec import ERROR_PREFIX, World
 from itool_ray.envs.bfcl_score import decode_step
 
 REVEAL_TEXT = "I have updated some more functions you can choose from. What about now?"
@@ -77,6 +77,9 @@ class Dialogue:
         self.messages: list[Message] = []
         self.outputs: list[list[str | None]] = []
         self.turn, self.step, self.queries, self.calls = -1, 0, 0, 0
+        self.call_steps = 0  # messages that decoded to a call list (executed)
+        self.refused = 0  # calls whose tool result is an execution error (ERROR_PREFIX)
+        self.unknown = 0  # of those, calls naming no method of the loaded classes
         self.stopped: str | None = None
         self.done = False
         self._next_turn()
@@ -124,6 +127,9 @@ class Dialogue:
         results = self.world.execute(calls, max_calls=self.max_calls)
         self.messages.extend(tool_messages(calls, results))
         self.calls += len(calls)
+        self.call_steps += 1
+        self.refused += sum(r.startswith(ERROR_PREFIX) for r in results)
+        self.unknown += sum(self.world.spec(c.name) is None for c in calls)
         self.step += 1
         if self.step > self.max_steps:  # BFCL: count > MAXIMUM_STEP_LIMIT, force quit
             self.stopped, self.done = "step_limit", True

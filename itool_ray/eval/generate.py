@@ -130,13 +130,39 @@ def score_multi_turn_sets(sets: Mapping[str, Sequence[Any]], respond: Any) -> li
     for name, items in sets.items():
         scored = []
         for e in items:
-            v = judge_multi_turn(e, runs[e.id])
+            run = runs[e.id]
+            v = judge_multi_turn(e, run)
             calls = sum(len(turn) for turn in e.gold)
             scored.append(
-                Scored(e.id, v.response or "", v.correct, v.partial, v.parse_error, calls)
+                Scored(
+                    e.id,
+                    v.response or "",
+                    v.correct,
+                    v.partial,
+                    v.parse_error,
+                    calls,
+                    detail=play_detail(e, run, v.partial),
+                )
             )
         out.append(summarize(name, scored))
     return out
+
+
+def play_detail(entry: Any, run: Any, partial: float) -> dict[str, Any]:
+    """How a multi-turn entry was played (a ``MultiTurnRun``), for its record: the turns it
+    has and passed before the first failure, the messages asked for, those that were a call
+    list, the calls executed, those refused (unknown function, arguments its doc refuses,
+    an exception) and of them those naming no function, and why it stopped early if it did."""
+    return {
+        "turns": entry.num_turns,
+        "turns_passed": round(partial * entry.num_turns),
+        "steps": run.queries,
+        "call_steps": run.call_steps,
+        "calls": run.calls,
+        "refused": run.refused,
+        "unknown": run.unknown,
+        "stopped": run.stopped,
+    }
 
 
 def score_one(set_name: str, sample: Sample, response: str) -> Scored:

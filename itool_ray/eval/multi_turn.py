@@ -103,6 +103,12 @@ class MultiTurnRun:
             are empty).
         queries: assistant messages asked for.
         calls: calls executed.
+        call_steps: messages that were a call list (the others ended their turn).
+        refused: calls answered by an execution error: an unknown function, arguments the
+            function doc refuses, an exception in the method
+            (:data:`~itool_ray.envs.ERROR_PREFIX`). A method's own error result (BFCL's
+            ``{"error": ...}``, e.g. no such file) is not counted: the call was valid.
+        unknown: of the refused calls, those naming no method of the entry's classes.
     """
 
     entry_id: str
@@ -110,6 +116,9 @@ class MultiTurnRun:
     stopped: str | None = None
     queries: int = 0
     calls: int = 0
+    call_steps: int = 0
+    refused: int = 0
+    unknown: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +127,9 @@ class MultiTurnRun:
             "stopped": self.stopped,
             "queries": self.queries,
             "calls": self.calls,
+            "call_steps": self.call_steps,
+            "refused": self.refused,
+            "unknown": self.unknown,
         }
 
 
@@ -152,7 +164,9 @@ def render_chat_prompt(
 
 def _run_of(d: Dialogue) -> MultiTurnRun:
     outputs = tuple(tuple(t) for t in d.outputs)
-    return MultiTurnRun(d.entry.id, outputs, d.stopped, d.queries, d.calls)
+    return MultiTurnRun(
+        d.entry.id, outputs, d.stopped, d.queries, d.calls, d.call_steps, d.refused, d.unknown
+    )
 
 
 def run_multi_turn(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from itool_ray.calls import CallParseError, check_calls, ground_truth_from_calls, parse_calls
 from itool_ray.calls.check import GroundTruth
@@ -30,6 +31,8 @@ class Scored:
     partial: float
     parse_error: str | None = None
     gold_calls: int = 0  # calls in the gold answer (0: a text answer): 2+ is a "hard" row
+    detail: Mapping[str, Any] | None = None
+    """More about the answer, kept in its record (a multi-turn entry: how it was played)."""
 
 
 def gold_call_count(sample: Sample) -> int:
@@ -117,7 +120,8 @@ class EvalSummary(Counts):
 
     examples: list[dict] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
-    """Every scored record: ``{"id", "correct", "gold_calls"}`` (paired tests, hard rows)."""
+    """Every scored record: ``{"id", "correct", "gold_calls"}`` (paired tests, hard rows) and
+    its ``detail``."""
 
 
 def summarize(name: str, scored: Sequence[Scored], skipped: int = 0, keep: int = 3) -> EvalSummary:
@@ -139,6 +143,12 @@ def summarize(name: str, scored: Sequence[Scored], skipped: int = 0, keep: int =
             for s in scored[:keep]
         ],
         records=[
-            {"id": s.sample_id, "correct": s.correct, "gold_calls": s.gold_calls} for s in scored
+            {
+                "id": s.sample_id,
+                "correct": s.correct,
+                "gold_calls": s.gold_calls,
+                **(s.detail or {}),
+            }
+            for s in scored
         ],
     )

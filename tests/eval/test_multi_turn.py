@@ -160,6 +160,7 @@ def test_poison_is_refused_scores_0_and_runs_nothing(flat, tmp_path):
     for entry, run in zip(flat, runs, strict=True):
         assert not judge_multi_turn(entry, run).correct
         assert run.stopped is None and run.calls == entry.num_turns
+        assert run.refused == run.calls  # every poison call refused
     assert not sentinel.exists()
     results = [
         m["content"] for b in fake.calls for p in b for m in p.messages if m["role"] == "tool"
@@ -182,6 +183,30 @@ def test_a_model_that_never_stops_calling_is_bounded_by_the_step_limit(entries):
     assert "step_limit" in verdict.error
     (short,) = run_multi_turn([entry], always, max_steps=2)
     assert short.queries == 3
+
+
+def test_the_run_counts_call_lists_refused_and_unknown_calls(entries):
+    """Each turn: one call list of a valid call, an unknown function and an unknown keyword,
+    then a sentence; the run and its scored record say so."""
+    from itool_ray.eval.generate import score_multi_turn_sets
+
+    entry = entries["multi_turn_base"][0]
+    mixed = '[pwd(), no_such_function(x=1), cd(no_such_argument="a")]'
+    respond = lambda prompts: [mixed if p.step == 0 else "Done." for p in prompts]  # noqa: E731
+    (run,) = run_multi_turn([entry], respond)
+    t = entry.num_turns
+    assert (run.queries, run.call_steps, run.calls) == (2 * t, t, 3 * t)
+    assert (run.refused, run.unknown) == (2 * t, t)
+    assert run.to_json()["refused"] == 2 * t
+    (summary,) = score_multi_turn_sets({"bfcl/multi_turn_base": [entry]}, respond)
+    (record,) = summary.records
+    assert record["turns"] == t and record["turns_passed"] == 0
+    assert (record["steps"], record["call_steps"], record["calls"]) == (2 * t, t, 3 * t)
+    assert (record["refused"], record["unknown"], record["stopped"]) == (2 * t, t, None)
+    (gold,) = score_multi_turn_sets(
+        {"bfcl/multi_turn_base": [entry]}, oracle_chat_responder([entry])
+    )
+    assert gold.records[0]["turns_passed"] == t and gold.records[0]["refused"] == 0
 
 
 def test_a_prompt_that_does_not_fit_ends_the_entry(entries):

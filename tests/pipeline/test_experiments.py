@@ -384,3 +384,87 @@ def test_iteration_1_reruns_of_the_default_table_and_their_settings(tmp_path):
     ]
     mt = load_config(ExperimentsConfig, None, ["preset=multi-turn", f"run_dir={tmp_path}"])
     assert iteration1_runs(mt) == []
+
+
+def _multi_turn_stage(ev, sets, respond):
+    """An evaluation stage of multi-turn sets as the iTool job writes it (recorded steps)."""
+    from itool_ray.eval.generate import TURNS_FILE, recorded, score_multi_turn_sets
+
+    ev.mkdir(parents=True)
+    results = score_multi_turn_sets(sets, recorded(respond, ev / TURNS_FILE))
+    (ev / "results.json").write_text(json.dumps([r.to_dict() for r in results]))
+    (ev / "DONE").write_text(
+        json.dumps({r.name: {"accuracy": r.accuracy, "n": r.n} for r in results})
+    )
+    return results
+
+
+def test_multi_turn_play_from_results_or_replayed_from_the_recorded_steps(tmp_path):
+    """``play_records`` reads how each entry was played from the results, or replays the
+    recorded steps of results written without it and reaches the same detail; a replay that
+    disagrees with the recorded verdicts raises, a step not recorded gives None. The table
+    and a paired test on the first turn follow."""
+    from itool_ray.envs import NO_CALL_TEXT, load_multi_turn
+    from itool_ray.envs.synth_multi_turn import write_multi_turn
+    from itool_ray.eval.generate import TURNS_FILE
+    from itool_ray.eval.multi_turn import oracle_chat_responder
+    from itool_ray.experiments import play_records
+
+    root = tmp_path / "exp"
+    entries = list(load_multi_turn("multi_turn_base")[:3])
+    (root / "itool" / "data").mkdir(parents=True)
+    write_multi_turn(root / "itool" / "data" / "mt-heldout-bfcl__multi_turn_base.jsonl", entries)
+    sets = {"bfcl/multi_turn_base": entries}
+    gold = oracle_chat_responder(entries[:1])
+
+    def sft(prompts):  # the first entry's gold; elsewhere a valid and an unknown call
+        return [
+            gold([p])[0]
+            if p.entry_id == entries[0].id
+            else "[pwd(), nope()]"
+            if p.step == 0
+            else "Done."
+            for p in prompts
+        ]
+
+    _multi_turn_stage(root / "itool" / "eval-base", sets, lambda ps: [NO_CALL_TEXT] * len(ps))
+    (summary,) = _multi_turn_stage(root / "itool" / "eval-sft", sets, sft)
+    ev = root / "itool" / "eval-sft"
+    direct = play_records(ev)
+    assert list(direct) == [f"bfcl/multi_turn_base/{e.id}" for e in entries]
+    first = direct[f"bfcl/multi_turn_base/{entries[0].id}"]
+    assert first["turns_passed"] == first["turns"] == entries[0].num_turns
+    other = direct[f"bfcl/multi_turn_base/{entries[1].id}"]
+    n = entries[1].num_turns  # every turn is played, as BFCL does, past the first failure
+    assert (other["turns_passed"], other["calls"], other["refused"], other["unknown"]) == (
+        0,
+        2 * n,
+        n,
+        n,
+    )
+
+    written = json.loads((ev / "results.json").read_text())  # results from before the detail
+    for part in written:
+        part["records"] = [
+            {k: r[k] for k in ("id", "correct", "gold_calls")} for r in part["records"]
+        ]
+    (ev / "results.json").write_text(json.dumps(written))
+    assert play_records(ev) == direct
+
+    cfg = load_config(ExperimentsConfig, None, [f"run_dir={root}", "preset=multi-turn"])
+    result = summarize(cfg)
+    assert result["rows"]["easy-to-hard SFT"]["play"]["first_turn_passed"] == 1
+    (c,) = [c for c in result["comparisons"] if c["records"] == "first turn"]
+    assert (c["a"], c["b"], c["n"], c["only_b"]) == ("base", "easy-to-hard SFT", 3, 1)
+    md = (root / "results.md").read_text()
+    t = sum(e.num_turns for e in entries)
+    assert f"| easy-to-hard SFT | 3 | 1 (33%) | {entries[0].num_turns} of {t} |" in md
+
+    wrong = json.loads((ev / "results.json").read_text())
+    wrong[0]["records"][0]["correct"] = False
+    (ev / "results.json").write_text(json.dumps(wrong))
+    with pytest.raises(RuntimeError, match="does not reach the recorded verdicts"):
+        play_records(ev)
+    lines = (ev / TURNS_FILE).read_text().splitlines()
+    (ev / TURNS_FILE).write_text("\n".join(lines[:-1]) + "\n")
+    assert play_records(ev) is None
