@@ -709,6 +709,11 @@ def _fmt_cell(v: Any) -> str:
     return f"{v['accuracy']:.3f} ({k}/{n}){band}"
 
 
+def _table_head(caption: str, *columns: str) -> list[str]:
+    """A table's caption (a paragraph of its own), header and rule, as Markdown lines."""
+    return ["", caption, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def results_markdown(result: dict[str, Any]) -> str:
     rows = result["rows"]
     sets: list[str] = []
@@ -736,13 +741,10 @@ def results_markdown(result: dict[str, Any]) -> str:
         )
     comps = result.get("comparisons") or []
     if comps:
-        lines += [
-            "",
+        lines += _table_head(
             "Paired comparisons (exact McNemar on the same records):",
-            "",
-            "| A | B | records | n | A right | B right | only A | only B | B - A | p |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
+            *("A", "B", "records", "n", "A right", "B right", "only A", "only B", "B - A", "p"),
+        )
         for c in comps:
             lines.append(
                 f"| {c['a']} | {c['b']} | {c['records']} | {c['n']} | {c['a_correct']} | "
@@ -751,17 +753,14 @@ def results_markdown(result: dict[str, Any]) -> str:
             )
     mcts = [(k, r) for k, r in rows.items() if r and (r.get("mcts") or r.get("dpo"))]
     if mcts:
-        lines += [
-            "",
+        lines += _table_head(
             "Search and preference training per iTool row (early stop chosen: of the pairs "
             "where exactly one step closes the call list with fewer calls than the gold, how "
             "many choose that step; pair accuracy and mean log-ratio margin measured after the "
             "update, trained policy vs its reference):",
-            "",
-            "| row | pairs | mean Q gap | chosen alone reaches a correct terminal | "
-            "early stop chosen | trained pairs acc (margin) | held-out pairs acc (margin) |",
-            "|---|---|---|---|---|---|---|",
-        ]
+            *("row", "pairs", "mean Q gap", "chosen alone reaches a correct terminal"),
+            *("early stop chosen", "trained pairs acc (margin)", "held-out pairs acc (margin)"),
+        )
         for k, r in mcts:
             m, d = r.get("mcts") or {}, r.get("dpo") or {}
 
@@ -780,22 +779,19 @@ def results_markdown(result: dict[str, Any]) -> str:
             )
     played = [(k, r["play"]) for k, r in rows.items() if r and r.get("play")]
     if played:
-        lines += [
-            "",
+        lines += _table_head(
             "How the multi-turn entries were played (every held-out entry; a step is one "
             "assistant message; a call is refused when its function does not exist, its "
             "arguments do not fit the function's doc, or the method raises; `first turn`: the "
             "entries whose first turn BFCL's checker passes):",
-            "",
-            "| row | entries | first turn | turns passed | steps | call lists | calls | refused "
-            "| of them, no such function |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
+            *("row", "entries", "first turn", "turns passed", "steps", "call lists", "calls"),
+            *("refused", "of them, no such function"),
+        )
+
+        def share(x: int, of: int) -> str:
+            return f"{x} ({x / of:.0%})" if of else str(x)
+
         for k, p in played:
-
-            def share(x: int, of: int) -> str:
-                return f"{x} ({x / of:.0%})" if of else str(x)
-
             lines.append(
                 f"| {k} | {p['entries']} | {share(p['first_turn_passed'], p['entries'])} | "
                 f"{p['turns_passed']} of {p['turns']} | {p['steps']} | "
@@ -806,24 +802,18 @@ def results_markdown(result: dict[str, Any]) -> str:
     if kinds:
         from itool_ray.eval.scoring import ERROR_KINDS
 
-        lines += [
-            "",
+        lines += _table_head(
             "The hard rows (2+ gold calls), answer by answer: right, or what is wrong first "
             "(not a call list; fewer or more calls than the gold; as many calls but other "
             "functions; the gold's functions with wrong arguments):",
-            "",
-            "| row | " + " | ".join(ERROR_KINDS) + " |",
-            "|---|" + "---|" * len(ERROR_KINDS),
-        ]
+            *("row", *ERROR_KINDS),
+        )
         lines += [f"| {k} | " + " | ".join(str(c[e]) for e in ERROR_KINDS) + " |" for k, c in kinds]
     if result.get("verdicts"):
-        lines += [
-            "",
+        lines += _table_head(
             "Targets and claims (A and B as in the paired comparisons above):",
-            "",
-            "| claim | target | measured | verdict |",
-            "|---|---|---|---|",
-        ]
+            *("claim", "target", "measured", "verdict"),
+        )
         lines += [
             f"| {v['claim']} | {v['target']} | {v['measured']} | {v['verdict']} |"
             for v in result["verdicts"]
