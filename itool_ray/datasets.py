@@ -9,7 +9,9 @@ Kept apart from the pure loaders so configs speak one small language for every s
 from __future__ import annotations
 
 import logging
-from typing import Any
+import random
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar, get_args
 
 from itool_ray.data import (
     API_BANK_SPLITS,
@@ -28,6 +30,7 @@ from itool_ray.envs.bfcl_data import MULTI_TURN_CATEGORIES, MultiTurnEntry, load
 from itool_ray.envs.synth_multi_turn import synthesize_multi_turn
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KNOWN = (
     "synth",
@@ -48,6 +51,25 @@ def is_multi_turn_set(spec: str) -> bool:
     )
 
 
+Draw = Literal["first", "spread"]
+"""How ``limit`` records are taken from a loaded set: its first ones, in the set's order, or
+drawn at random over all of it with the seed and kept in the set's order (a set grouped by
+topic, as BFCL's categories are, is then represented whole)."""
+DRAWS: tuple[str, ...] = get_args(Draw)
+
+
+def draw(items: Sequence[T], limit: int | None, *, how: str = "first", seed: int = 0) -> list[T]:
+    """``limit`` of ``items`` (all: ``None`` or more than there are) as ``how`` (:data:`Draw`)
+    says."""
+    if how not in DRAWS:
+        raise ValueError(f"unknown draw {how!r}; expected one of: {', '.join(DRAWS)}")
+    if limit is None or limit >= len(items):
+        return list(items)
+    if how == "first":
+        return list(items[:limit])
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
+
+
 def load_named(
     spec: str,
     *,
@@ -55,9 +77,11 @@ def load_named(
     seed: int = 0,
     on_error: str = "skip",
     synth: dict[str, Any] | None = None,
+    how: str = "first",
 ) -> list[Sample] | list[MultiTurnEntry]:
-    """Load the data set ``spec`` (first ``limit`` records; ``synth`` and ``synth-multi-turn``
-    make ``limit`` of them, 1000 by default, from ``seed``).
+    """Load the data set ``spec``: ``limit`` of its records as ``how`` says (:func:`draw`,
+    with ``seed``); ``synth`` and ``synth-multi-turn`` make ``limit`` of them, 1000 by
+    default, from ``seed``.
 
     Malformed records are skipped and counted (``on_error="skip"``) or stop the load
     (``"raise"``); the count is logged. ``synth``: ``SynthConfig`` fields for ``synth``
@@ -71,7 +95,7 @@ def load_named(
     if spec == "synth-multi-turn":
         return synthesize_multi_turn(limit if limit is not None else 1000, seed=seed)
     if is_multi_turn_set(spec):  # BFCL v3 multi-turn: a malformed entry always raises
-        return list(load_multi_turn(spec.split("/", 1)[1])[:limit])
+        return draw(load_multi_turn(spec.split("/", 1)[1]), limit, how=how, seed=seed)
     if spec.startswith("toolace:"):
         loaded: LoadResult = load_toolace(spec.split(":", 1)[1], on_error=on_error)
     elif spec == "toolace-hub" or spec.startswith("toolace-hub:"):
@@ -85,5 +109,4 @@ def load_named(
         loaded = load_bfcl(spec.split("/", 1)[1], on_error=on_error)
     else:
         raise ValueError(f"unknown data set {spec!r}; expected one of: {', '.join(KNOWN)}")
-    samples = list(loaded.samples)
-    return samples[:limit] if limit is not None else samples
+    return draw(loaded.samples, limit, how=how, seed=seed)

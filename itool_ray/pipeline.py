@@ -41,7 +41,7 @@ from itool_ray.data import (
     split_warmup_reinforce,
     write_samples,
 )
-from itool_ray.datasets import load_named
+from itool_ray.datasets import Draw, load_named
 from itool_ray.stages import StageError, StageRunner, StageSpec, StopAfter, check_run_dir
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,13 @@ class DataSection(Section):
         default_factory=lambda: {"synth": 40, "seal-tools/test_out_domain": 30, "bfcl/simple": 30},
         description="held-out set name -> number of records evaluated (null: all of them; "
         "1000 for synth)",
+    )
+    heldout_draw: Draw = Field(
+        "first",
+        description="which records of a loaded held-out set are evaluated: its first N "
+        "(first), or N drawn over the whole set with seed + 1, in the set's order (spread; "
+        "BFCL's categories are grouped by topic: its first 30 multi_turn_base entries all use "
+        "the file system). Synthesized sets are made, not drawn",
     )
     on_error: Literal["raise", "skip"] = "skip"
 
@@ -277,7 +284,12 @@ def _data_stage(cfg: ITOolConfig, out: Path) -> dict[str, Any]:
     for name, n in cfg.data.heldout.items():
         # a different seed keeps synthesized held-out samples apart from the training pool
         items = load_named(
-            name, limit=n, seed=cfg.seed + 1, on_error=cfg.data.on_error, synth=cfg.data.synth
+            name,
+            limit=n,
+            seed=cfg.seed + 1,
+            on_error=cfg.data.on_error,
+            synth=cfg.data.synth,
+            how=cfg.data.heldout_draw,
         )
         if is_multi_turn_set(name):
             write_multi_turn(out / f"{MT_HELDOUT}{_slug(name)}.jsonl", items)
@@ -635,6 +647,13 @@ def _trainer_settings(section: Section) -> dict[str, Any]:
     return settings
 
 
+def _data_settings(data: DataSection) -> dict[str, Any]:
+    settings = data.model_dump(mode="json")
+    if settings["heldout_draw"] == "first":  # the default is left out: runs made before the
+        del settings["heldout_draw"]  # setting existed keep their fingerprints and resume
+    return settings
+
+
 def stage_plan(cfg: ITOolConfig) -> dict[str, StageSpec]:
     """Every stage of the job, in order, with the settings its outputs depend on and the
     stages it consumes: what ``StageRunner`` fingerprints, so a resume under other settings is
@@ -647,7 +666,7 @@ def stage_plan(cfg: ITOolConfig) -> dict[str, StageSpec]:
     evaluate = {**engine, "eval": cfg.eval.model_dump(mode="json")}
     lora = _trainer_settings(cfg.train.lora)
     plan = {
-        "data": StageSpec({"data": cfg.data.model_dump(mode="json"), "seed": cfg.seed}),
+        "data": StageSpec({"data": _data_settings(cfg.data), "seed": cfg.seed}),
         "eval-base": StageSpec(evaluate, ("data",)),
     }
     policy: tuple[str, ...] = ()  # the stage whose adapter is served (none: the base model)

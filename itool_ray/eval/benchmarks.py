@@ -147,27 +147,32 @@ Entry = Sample | MultiTurnEntry
 """What a part holds: samples, or BFCL multi-turn entries (:data:`MULTI_TURN_PARTS`)."""
 
 
-def load_parts(parts: Mapping[str, int | None]) -> dict[str, list[Any]]:
-    """The entries of each part (first ``limit`` of each), loaded by the project's loaders:
-    :class:`Sample` lists, :class:`MultiTurnEntry` lists for the multi-turn parts. A
-    malformed record raises (an evaluation set is never silently shortened)."""
-    from itool_ray.datasets import load_named
+def load_parts(
+    parts: Mapping[str, int | None], *, how: str = "first", seed: int = 0
+) -> dict[str, list[Any]]:
+    """The entries of each part (``limit`` of each, as ``how`` says: its first ones or a
+    seeded draw over the whole part, :func:`~itool_ray.datasets.draw`), loaded by the
+    project's loaders: :class:`Sample` lists, :class:`MultiTurnEntry` lists for the
+    multi-turn parts. A malformed record raises (an evaluation set is never silently
+    shortened)."""
+    from itool_ray.datasets import draw, load_named
     from itool_ray.envs import load_multi_turn
 
     out: dict[str, list[Any]] = {}
     seal: list[Sample] | None = None
     for part, limit in parts.items():
         if is_multi_turn(part):
-            out[part] = list(load_multi_turn(part.split("/", 1)[1])[:limit])
+            entries = load_multi_turn(part.split("/", 1)[1])
+            out[part] = draw(entries, limit, how=how, seed=seed)
         elif part == "bfcl/live_relevance":
-            out[part] = load_bfcl_relevance(limit)
+            out[part] = draw(load_bfcl_relevance(None), limit, how=how, seed=seed)
         elif part.startswith("seal-tools/"):
             if seal is None:
                 seal = load_named(f"seal-tools/{SEAL_SPLIT}", on_error="raise")
             level = part.split("/", 1)[1]
-            out[part] = [s for s in seal if seal_level(s) == level][:limit]
+            out[part] = draw([s for s in seal if seal_level(s) == level], limit, how=how, seed=seed)
         elif part in PARTS:
-            out[part] = load_named(part, limit=limit, on_error="raise")
+            out[part] = load_named(part, limit=limit, on_error="raise", how=how, seed=seed)
         else:
             raise ValueError(f"unknown part {part!r}; known: {PARTS}")
     return out

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 
 from itool_ray.config import EngineSection, ReplicaSection, Section
 from itool_ray.data import Sample
+from itool_ray.datasets import Draw
 from itool_ray.eval.benchmarks import Verdict, expand_benchmarks, is_multi_turn
 from itool_ray.eval.multi_turn import ChatResponder
 from itool_ray.eval.report import BenchmarkReport
@@ -52,6 +53,12 @@ class EvaluateConfig(Section):
     benchmarks: dict[str, int | None] = Field(
         default_factory=lambda: {"bfcl": 4, "api-bank": 4, "seal-tools": 4},
         description="group or part -> entries per part (null: all)",
+    )
+    draw: Draw = Field(
+        "first",
+        description="which entries of a part are scored when fewer than all: its first ones "
+        "(first) or a draw over the whole part with the seed, in the part's order (spread; "
+        "BFCL's categories are grouped by topic)",
     )
     out_dir: str = "runs/evaluate"
     max_tokens: int = Field(192, ge=8, description="tokens generated per answer (greedy)")
@@ -187,7 +194,7 @@ def run_evaluate_job(cfg: EvaluateConfig) -> dict[str, Any]:
     from itool_ray.eval.bfcl_summary import bfcl_category_sizes
     from itool_ray.eval.report import oracle_rejections, score_benchmarks
 
-    sets = load_parts(cfg.parts)
+    sets = load_parts(cfg.parts, how=cfg.draw, seed=cfg.seed)
     if any(name.startswith("bfcl/") and not is_multi_turn(name) for name in sets):
         official_ast_checker()  # fail before the engines start when nvidia-bfcl is missing
     log.info("parts: %s", {k: len(v) for k, v in sets.items()})

@@ -139,6 +139,28 @@ def test_every_part_loads_three_real_entries(sets):
     assert [s.id for s in sets["api-bank/level-2"]] == [f"api-bank-l2-{i}" for i in range(3)]
 
 
+def test_a_spread_draw_takes_entries_over_every_part_seeded(sets):
+    """``draw=spread``: per part, as many entries drawn over the whole part (seeded, in its
+    order) instead of its first ones; the same seed, the same entries."""
+    parts = {
+        "bfcl/simple": 3,
+        "seal-tools/easy": 3,
+        "bfcl/live_relevance": 3,
+        "bfcl/multi_turn_base": 3,
+    }
+    spread = load_parts(parts, how="spread", seed=4)
+    assert {k: len(v) for k, v in spread.items()} == parts
+    for part in ("bfcl/simple", "seal-tools/easy", "bfcl/live_relevance"):
+        assert [s.id for s in spread[part]] != [s.id for s in sets[part]]
+    assert [e.id for e in spread["bfcl/multi_turn_base"]] != [
+        f"multi_turn_base_{i}" for i in range(3)
+    ]
+    again = load_parts(parts, how="spread", seed=4)
+    assert {k: [x.id for x in v] for k, v in again.items()} == {
+        k: [x.id for x in v] for k, v in spread.items()
+    }
+
+
 @pytest.mark.parametrize("part", list(PLAN))
 def test_part_counts(scored, part):
     report, verdicts = scored

@@ -107,3 +107,42 @@ def test_multi_turn_heldout_sets_are_judged_by_bfcls_checker():
     (silent,) = score_multi_turn_sets(sets, lambda prompts: [NO_CALL_TEXT] * len(prompts))
     needs_calls = sum(any(t != [NO_CALL_TEXT] for t in oracle_outputs(e)) for e in entries)
     assert silent.n == 3 and silent.correct == 3 - needs_calls and needs_calls >= 1
+
+
+def test_a_spread_held_out_draw_covers_the_set_and_keeps_old_fingerprints(tmp_path):
+    """``data.heldout_draw=spread`` evaluates records drawn over the whole set (BFCL's first
+    multi_turn_base entries all use the file system; a spread draw reaches the other classes),
+    seeded and in the set's order; the default, ``first``, leaves the data stage's settings
+    as they were before the setting existed, so runs made then resume."""
+    from itool_ray.datasets import draw
+    from itool_ray.pipeline import stage_plan
+
+    def data_of(*extra):
+        cfg = load_config(
+            ITOolConfig,
+            None,
+            [f"run_dir={tmp_path / 'run'}", "data.heldout={bfcl/multi_turn_base: 20}", *extra],
+        )
+        out = tmp_path / "data" / str(len(extra))
+        out.mkdir(parents=True)
+        _data_stage(cfg, out)
+        return cfg, multi_turn_heldout_sets(out)["bfcl/multi_turn_base"]
+
+    first_cfg, first = data_of()
+    spread_cfg, spread = data_of("data.heldout_draw=spread")
+    ids = [e.id for e in load_multi_turn("multi_turn_base")]
+    assert [e.id for e in first] == ids[:20]
+    picked = [e.id for e in spread]
+    assert len(set(picked)) == 20 and picked == sorted(picked, key=ids.index) and picked != ids[:20]
+    assert all("GorillaFileSystem" in e.involved_classes for e in first)
+    classes = {c for e in spread for c in e.involved_classes}
+    assert len(classes) >= 6 and classes - {c for e in first for c in e.involved_classes}
+    assert picked == [
+        e.id for e in draw(load_multi_turn("multi_turn_base"), 20, how="spread", seed=1)
+    ]
+
+    assert "heldout_draw" not in stage_plan(first_cfg)["data"].settings["data"]
+    assert stage_plan(spread_cfg)["data"].settings["data"]["heldout_draw"] == "spread"
+    assert draw([1, 2, 3], None, how="spread") == [1, 2, 3] == draw([1, 2, 3], 5, how="spread")
+    with pytest.raises(ValueError, match="unknown draw 'last'"):
+        draw([1, 2], 1, how="last")
