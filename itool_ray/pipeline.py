@@ -641,9 +641,11 @@ _ENGINE_PLACEMENT = {"memory_fraction", "cpu_kvcache_gb", "record_prompts"}
 
 
 def _trainer_settings(section: Section) -> dict[str, Any]:
-    """A training section's full settings (defaults included), without its thread count."""
+    """A training section's full settings (defaults included), without those that change
+    how it runs, not what it computes: its thread count and checkpoint interval."""
     settings = section.build().to_dict()
     settings.pop("cpu_threads", None)
+    settings.pop("checkpoint_steps", None)
     return settings
 
 
@@ -712,7 +714,10 @@ def _iteration(
     )
     log(f"[{name}] {mcts.get('pairs', 0)} pairs from {mcts.get('trees_finished', 0)} trees")
     mcts_dir = stages.path(f"{name}-mcts")
-    dpo = stages.run(f"{name}-dpo", lambda out: _dpo_stage(rt, mcts_dir, policy, out))
+    # keep_partial: a stopped round continues from its last checkpoint
+    dpo = stages.run(
+        f"{name}-dpo", lambda out: _dpo_stage(rt, mcts_dir, policy, out), keep_partial=True
+    )
     new = policy
     if dpo.get("adapter_dir") and "skipped" not in dpo:
         new = Policy(policy.version + 1, dpo["adapter_dir"])

@@ -229,6 +229,10 @@ class DPOSettings(_Settings):
             before training; same losses and gradients as TRL's concatenated forward, fewer
             tokens run. The ``batch_size * grad_accum`` pairs of a step form one forward.
             Ignored (stock forward) with ``gradient_checkpointing``.
+        checkpoint_steps: optimizer steps between the resumable checkpoints kept in
+            ``out_dir/runs`` (the latest one only; removed once the round is done; 0: none).
+            A round stopped part-way continues from its last checkpoint, with the same
+            pairs and settings, and ends where an uninterrupted round would.
     """
 
     beta: float = 0.1
@@ -247,6 +251,7 @@ class DPOSettings(_Settings):
     lr_scheduler: str = "linear"
     gradient_checkpointing: bool = False
     cpu_threads: int | None = 2
+    checkpoint_steps: int = 1
 
     def __post_init__(self) -> None:
         _check_types(
@@ -257,10 +262,12 @@ class DPOSettings(_Settings):
                 "loss": (str,),
                 "simpo_gamma": (int, float),
                 "shared_prefix": (bool,),
+                "checkpoint_steps": (int,),
             },
         )
         _common_training_checks(self)
         _positive(self, "beta")
         _non_negative(self, "simpo_gamma")
+        _non_negative(self, "checkpoint_steps")
         if self.loss not in LOSS_NAMES:
             _fail(self, "loss", f"must be one of {LOSS_NAMES}", self.loss)

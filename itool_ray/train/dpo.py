@@ -55,6 +55,9 @@ same continued adapter; they have no reference model.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -583,6 +586,9 @@ class DPOResult:
     trained_pairs: PairScore | None = None
     heldout_pairs: PairScore | None = None
     score_seconds: float = 0.0
+    resumed_at: int = 0
+    """The optimizer step a stopped round continued from (0: it ran from the start;
+    ``seconds`` then counts this run only)."""
 
     @property
     def first_loss(self) -> float | None:
@@ -616,11 +622,76 @@ class DPOResult:
             "margins": list(self.margins),
             "accuracies": list(self.accuracies),
             "seconds": self.seconds,
+            "resumed_at": self.resumed_at,
             "settings": dict(self.settings),
             "trained_pairs": self.trained_pairs.to_dict() if self.trained_pairs else None,
             "heldout_pairs": self.heldout_pairs.to_dict() if self.heldout_pairs else None,
             "score_seconds": self.score_seconds,
         }
+
+
+# ---- resumable rounds ------------------------------------------------------------------
+
+_ROUND_MARKER = "ROUND"
+"""In ``out_dir/runs``: what the checkpoints there were trained on (:func:`_round_identity`)."""
+_CHECKPOINT = "checkpoint-"
+
+
+def _round_identity(dataset, settings: DPOSettings, adapter_in: str | Path | None) -> str:
+    """SHA-256 of what a round's checkpoints depend on: its rows (token ids), the settings
+    that change what it computes, and the adapter it starts from."""
+    spec = {
+        k: v for k, v in settings.to_dict().items() if k not in ("cpu_threads", "checkpoint_steps")
+    }
+    body = {"rows": dataset.to_dict(), "settings": spec, "adapter_in": str(adapter_in)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name[len(_CHECKPOINT) :])
+
+
+def _checkpoint_to_resume(runs: Path, identity: str) -> Path | None:
+    """The latest complete checkpoint under ``runs`` of the same round (``identity``), or
+    None. Checkpoints of another round (other pairs, settings or starting adapter) are
+    removed; a checkpoint without its trainer state (a stop while it was written) is
+    skipped."""
+    marker = runs / _ROUND_MARKER
+    if marker.is_file() and marker.read_text() == identity:
+        done = [
+            c
+            for c in runs.glob(f"{_CHECKPOINT}*")
+            if c.name[len(_CHECKPOINT) :].isdigit() and (c / "trainer_state.json").is_file()
+        ]
+        return max(done, key=_checkpoint_step) if done else None
+    if runs.exists():
+        if any(runs.glob(f"{_CHECKPOINT}*")):
+            log.warning("preference training: checkpoints of another round in %s removed", runs)
+        shutil.rmtree(runs)
+    runs.mkdir(parents=True)
+    marker.write_text(identity)
+    return None
+
+
+def _load_trained_adapter(model, checkpoint: Path) -> None:
+    """The trained (``"default"``) adapter's weights from ``checkpoint``. The Trainer's own
+    resume loads only the adapters saved in subfolders when there are any (the ``"ref"``
+    reference of DPO / IPO), not the one PEFT saves at the checkpoint's root."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(checkpoint / "adapter_model.safetensors")
+    loaded = set_peft_model_state_dict(model, weights, adapter_name="default")
+    unexpected = getattr(loaded, "unexpected_keys", None)
+    if unexpected:
+        raise RuntimeError(f"{checkpoint}: adapter weights that fit no module: {unexpected[:3]}")
+
+
+def _drop_checkpoints(runs: Path) -> None:
+    """A finished round's checkpoints and marker (its adapter is saved apart)."""
+    for c in runs.glob(f"{_CHECKPOINT}*"):
+        shutil.rmtree(c, ignore_errors=True)
+    (runs / _ROUND_MARKER).unlink(missing_ok=True)
 
 
 def make_preference_trainer(
@@ -642,6 +713,10 @@ def make_preference_trainer(
             f"loss {settings.loss!r} ({spec.trl}) is not available: {reason}"
         )
     common = training_kwargs(settings, device or pick_device(), output_dir)
+    if settings.checkpoint_steps:
+        common.update(
+            save_strategy="steps", save_steps=settings.checkpoint_steps, save_total_limit=1
+        )
     trainer = spec.make(model, tokenizer, dataset, settings, common)
     for cb in callbacks or ():
         trainer.add_callback(cb)
@@ -730,12 +805,14 @@ def train_dpo(
             }
         score_s = time.perf_counter() - t0
         start = time.perf_counter()  # the reference precompute (shared forward) counts here
+        runs = out / "runs"
+        resume = _checkpoint_to_resume(runs, _round_identity(kept, settings, adapter_in))
         trainer = make_preference_trainer(
             model,
             tokenizer,
             kept,
             settings,
-            out / "runs",
+            runs,
             device=device,
             callbacks=[StopOnNonFinite(), *(callbacks or [])],
         )
@@ -744,7 +821,11 @@ def train_dpo(
             ref["trained"] = list(
                 zip(data["ref_chosen_logps"], data["ref_rejected_logps"], strict=True)
             )
-        trainer.train()
+        if resume is not None:
+            log.info("preference training: continuing from %s", resume)
+            _load_trained_adapter(model, resume)
+        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        resumed_at = _checkpoint_step(resume) if resume is not None else 0
         # before anything is scored, saved or broadcast: a NaN/Inf loss or weight fails here
         check_finite_training(
             model, trainer.state.log_history, what=f"{settings.loss} (lr={settings.lr:g})"
@@ -758,7 +839,8 @@ def train_dpo(
                 scores[k] = PairScore.of(after, ref[k])
         score_s += time.perf_counter() - t0
         history = trainer.state.log_history
-        prune_empty_dirs(out / "runs")
+        _drop_checkpoints(runs)
+        prune_empty_dirs(runs)
         result = DPOResult(
             adapter_dir=save_adapter(model, tokenizer, out / ADAPTER_SUBDIR),
             loss=settings.loss,
@@ -774,6 +856,7 @@ def train_dpo(
             trained_pairs=scores["trained"],
             heldout_pairs=scores["heldout"],
             score_seconds=score_s,
+            resumed_at=resumed_at,
         )
     log.info(
         "preference training: %d steps, loss %s -> %s, margin %s -> %s, %.1fs; after it: "

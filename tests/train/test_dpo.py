@@ -280,3 +280,43 @@ def test_nan_weights_fail_preference_training_before_saving(tiny_model_dir, pair
     with pytest.raises(NonFiniteTrainingError):
         train_dpo(tiny_model_dir, None, pairs, tmp_path, settings, callbacks=[Poison()])
     assert not (tmp_path / "adapter").exists()
+
+
+def test_a_stopped_round_continues_from_its_last_checkpoint(
+    sft_run, tiny_model_dir, pairs, tmp_path
+):
+    """A round stopped after its second optimizer step resumes from that checkpoint and ends
+    where an uninterrupted round ends (same losses, same adapter); a finished round leaves no
+    checkpoint; a round with other settings does not resume another's checkpoint."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    settings = DPOSettings(lr=5e-3, max_steps=4, **FAST)
+    whole = train_dpo(tiny_model_dir, sft_run.adapter_dir, pairs, tmp_path / "whole", settings)
+    assert whole.resumed_at == 0 and not list((tmp_path / "whole" / "runs").glob("checkpoint-*"))
+
+    class StopAfterTwo(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise RuntimeError("stopped at step 2")
+
+    out = tmp_path / "stopped"
+    with pytest.raises(RuntimeError, match="stopped at step 2"):
+        train_dpo(
+            tiny_model_dir, sft_run.adapter_dir, pairs, out, settings, callbacks=[StopAfterTwo()]
+        )
+    assert [c.name for c in (out / "runs").glob("checkpoint-*")] == ["checkpoint-2"]
+    resumed = train_dpo(tiny_model_dir, sft_run.adapter_dir, pairs, out, settings)
+    assert resumed.resumed_at == 2 and resumed.steps == 4
+    assert resumed.losses == pytest.approx(whole.losses, abs=1e-5)
+    a = load_file(whole.adapter_dir / "adapter_model.safetensors")
+    b = load_file(resumed.adapter_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert resumed.trained_pairs.accuracy == whole.trained_pairs.accuracy
+
+    with pytest.raises(RuntimeError, match="stopped at step 2"):
+        train_dpo(
+            tiny_model_dir, sft_run.adapter_dir, pairs, out, settings, callbacks=[StopAfterTwo()]
+        )
+    other = train_dpo(tiny_model_dir, sft_run.adapter_dir, pairs, out, replace(settings, lr=1e-3))
+    assert other.resumed_at == 0 and other.steps == 4
