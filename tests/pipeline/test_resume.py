@@ -26,12 +26,13 @@ def test_each_setting_moves_the_stages_that_depend_on_it():
     assert _changed("train.dpo.beta=0.2") == ["iter1-dpo", "iter2-dpo"]
     assert _changed("mcts.k=4") == ["iter1-mcts", "iter2-mcts"]
     assert _changed("train.alpha=0.3") == ["iter1-select", "iter2-select"]
-    assert _changed("data.num_samples=60") == ["data"]
+    assert _changed("data.num_samples=60") == ["data"] == _changed("data.heldout_draw=spread")
     assert _changed("eval.max_tokens=64") == ["eval-base", "eval-sft", "iter1-eval", "iter2-eval"]
     every = list(stage_plan(load_config(ITOolConfig, None, ["train.iterations=2"])))
     assert every[0] == "data" and _changed("model=tiny") == every[1:]
     # the same value spelt out, and settings that only place or schedule work, move nothing
     assert _changed("train.sft.lr=0.001", "train.sft.cpu_threads=2") == []
+    assert _changed("train.dpo.checkpoint_steps=5", "data.heldout_draw=first") == []
     placement = ("replicas.count=4", "manager.max_batch=8", "engine.memory_fraction=0.5")
     assert _changed(*placement, "stop_after=sft", "train.num_cpus=2") == []
 
