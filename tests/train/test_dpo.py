@@ -282,18 +282,23 @@ def test_nan_weights_fail_preference_training_before_saving(tiny_model_dir, pair
     assert not (tmp_path / "adapter").exists()
 
 
+@pytest.mark.parametrize("shared_prefix", [True, False])
 def test_a_stopped_round_continues_from_its_last_checkpoint(
-    sft_run, tiny_model_dir, pairs, tmp_path
+    shared_prefix, sft_run, tiny_model_dir, pairs, tmp_path, monkeypatch
 ):
     """A round stopped after its second optimizer step resumes from that checkpoint and ends
     where an uninterrupted round ends (same losses, same adapter); a finished round leaves no
-    checkpoint; a round with other settings does not resume another's checkpoint."""
+    checkpoint; a round with other settings does not resume another's checkpoint. With the
+    stock forward the reference's scores of the pairs are kept for the resume, not computed
+    again (the shared forward takes them from the trainer's precomputed reference)."""
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    settings = DPOSettings(lr=5e-3, max_steps=4, **FAST)
+    settings = DPOSettings(lr=5e-3, max_steps=4, shared_prefix=shared_prefix, **FAST)
     whole = train_dpo(tiny_model_dir, sft_run.adapter_dir, pairs, tmp_path / "whole", settings)
-    assert whole.resumed_at == 0 and not list((tmp_path / "whole" / "runs").glob("checkpoint-*"))
+    left = [p.name for p in (tmp_path / "whole" / "runs").glob("*")]
+    assert whole.resumed_at == 0 and not [n for n in left if n.startswith("checkpoint-")]
+    assert "reference.json" not in left and "ROUND" not in left
 
     class StopAfterTwo(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
@@ -306,7 +311,17 @@ def test_a_stopped_round_continues_from_its_last_checkpoint(
             tiny_model_dir, sft_run.adapter_dir, pairs, out, settings, callbacks=[StopAfterTwo()]
         )
     assert [c.name for c in (out / "runs").glob("checkpoint-*")] == ["checkpoint-2"]
+    assert (out / "runs" / "reference.json").is_file() != shared_prefix
+    import itool_ray.train.dpo as dpo_module
+
+    calls = []
+    scorer = dpo_module.pair_logps
+    monkeypatch.setattr(
+        dpo_module, "pair_logps", lambda *a, **k: calls.append(1) or scorer(*a, **k)
+    )
     resumed = train_dpo(tiny_model_dir, sft_run.adapter_dir, pairs, out, settings)
+    assert len(calls) == 1  # only the trained pairs' score after the update: no reference pass
+    monkeypatch.undo()
     assert resumed.resumed_at == 2 and resumed.steps == 4
     assert resumed.losses == pytest.approx(whole.losses, abs=1e-5)
     a = load_file(whole.adapter_dir / "adapter_model.safetensors")
