@@ -643,9 +643,11 @@ _ENGINE_PLACEMENT = {"memory_fraction", "cpu_kvcache_gb", "record_prompts"}
 def _trainer_settings(section: Section) -> dict[str, Any]:
     """A training section's full settings (defaults included), without those that change
     how it runs, not what it computes: its thread count and checkpoint interval."""
+    from itool_ray.train.config import HOW_IT_RUNS
+
     settings = section.build().to_dict()
-    settings.pop("cpu_threads", None)
-    settings.pop("checkpoint_steps", None)
+    for name in HOW_IT_RUNS:
+        settings.pop(name, None)
     return settings
 
 

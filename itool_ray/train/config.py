@@ -95,6 +95,10 @@ def _common_training_checks(obj: Any) -> None:
         _fail(obj, "seed", "must be >= 0", obj.seed)
 
 
+HOW_IT_RUNS = ("cpu_threads", "checkpoint_steps")
+"""Training settings that change how a run goes, not what it computes (left out of every
+fingerprint of what a run computes)."""
+
 _TRAINING_TYPES: dict[str, tuple[type, ...]] = {
     "epochs": (int, float),
     "lr": (int, float),

@@ -87,7 +87,7 @@ from itool_ray.train._common import (
     save_adapter,
     training_kwargs,
 )
-from itool_ray.train.config import DPOSettings, LoraSettings
+from itool_ray.train.config import HOW_IT_RUNS, DPOSettings, LoraSettings
 
 _ID_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 
@@ -643,9 +643,7 @@ def _round_identity(
     """SHA-256 of what a round's checkpoints depend on: its rows (token ids), the settings
     that change what it computes, and the adapter it starts from (and, for its reference
     scores, the held-out rows)."""
-    spec = {
-        k: v for k, v in settings.to_dict().items() if k not in ("cpu_threads", "checkpoint_steps")
-    }
+    spec = {k: v for k, v in settings.to_dict().items() if k not in HOW_IT_RUNS}
     body = {"rows": dataset.to_dict(), "settings": spec, "adapter_in": str(adapter_in)}
     if heldout is not None:
         body["heldout"] = heldout.to_dict() if len(heldout) else []
@@ -830,13 +828,12 @@ def train_dpo(
         ref = {}
         if score:  # the reference: this model before its update (= TRL's reference for DPO)
             sets = [("heldout", held)] if reuse else [("trained", kept), ("heldout", held)]
-            ref = _reference_scores(runs, _round_identity(kept, settings, adapter_in, held))
+            ref_identity = _round_identity(kept, settings, adapter_in, held)
+            ref = _reference_scores(runs, ref_identity)
             for k, d in sets:
                 if len(ref.get(k) or ()) != len(d):
                     ref[k] = pair_logps(model, d, pad, settings.max_length, shared=shared)
-                    _keep_reference_scores(
-                        runs, _round_identity(kept, settings, adapter_in, held), ref
-                    )
+                    _keep_reference_scores(runs, ref_identity, ref)
         score_s = time.perf_counter() - t0
         start = time.perf_counter()  # the reference precompute (shared forward) counts here
         trainer = make_preference_trainer(
