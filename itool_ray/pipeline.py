@@ -210,16 +210,6 @@ class ITOolConfig(Section):
                 f"train.lora.r ({rank}) must be <= engine.max_lora_rank "
                 f"({self.engine.max_lora_rank}): the replicas refuse a larger adapter"
             )
-        outcome = self.mcts.build().outcome
-        if outcome != "exact":
-            from itool_ray.datasets import is_multi_turn_set
-
-            if is_multi_turn_set(self.data.train):
-                raise ValueError(
-                    f"mcts.outcome={outcome} scores single-turn call lists; "
-                    f"data.train={self.data.train} is multi-turn, whose outcome is BFCL's "
-                    "checker: use mcts.outcome=exact"
-                )
         if self.stop_after is not None:
             names = list(stage_plan(self))
             if self.stop_after not in names:
@@ -588,18 +578,17 @@ def _select_stage(rt: Runtime, data_dir: Path, policy: Policy, out: Path) -> dic
 
 
 def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dict:
+    from itool_ray.envs.registry import environment_for
     from itool_ray.rollout import run_rollout
 
     pool = rt.serve(policy)
-    env = None
     if (select_dir / MT_HARD).is_file():  # multi-turn: the conversation is the environment
-        from itool_ray.envs.registry import make_environment
         from itool_ray.envs.synth_multi_turn import read_multi_turn
 
         samples: list[Any] = read_multi_turn(select_dir / MT_HARD)
-        env = make_environment("bfcl-multi-turn")
     else:
         samples = read_samples(select_dir / "hard.jsonl")
+    env = environment_for(samples, rt.cfg.mcts.build().outcome)
     stage = out.name
     result = run_rollout(
         samples,

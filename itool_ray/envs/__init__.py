@@ -37,6 +37,7 @@ from itool_ray.envs.bfcl_score import (
     gold_defects,
     oracle_outputs,
     score_entry,
+    turn_progress,
 )
 from itool_ray.envs.bfcl_specs import (
     MAX_POWER_DIGITS,
@@ -78,4 +79,5 @@ __all__ = [
     "replay",
     "result_string",
     "score_entry",
+    "turn_progress",
 ]

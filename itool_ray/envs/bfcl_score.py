@@ -145,6 +145,52 @@ def score_entry(
     return MultiTurnVerdict(entry.id, True, undecoded=tuple(undecoded))
 
 
+def turn_progress(entry: MultiTurnEntry, outputs: Sequence[Sequence[Any]], finished: int) -> float:
+    """How far ``outputs`` (the assistant's messages of the first ``len(outputs)`` turns, the
+    first ``finished`` of them ended) got: the turns that pass BFCL's checks
+    (:func:`score_entry`'s, turn by turn) before the first that does not, plus that turn's
+    share of gold calls matched, in ``[0, len(outputs)]``.
+
+    A gold call is matched by a call of the same turn with the same function name and the
+    same result (each model call matches at most one gold call); the share is the matches
+    over the gold's calls or the turn's calls, whichever is more (an extra call costs as a
+    missing one), so right functions earn credit before the whole turn is right; a turn
+    without gold calls passes once it has ended (BFCL does not check it). The turn still being played (``finished < len(outputs)``)
+    only earns its share. Never raises on any string outputs.
+    """
+    model, gold = World.from_entry(entry), World.from_entry(entry)
+    model_results: list[str] = []
+    done = 0.0
+    for turn, texts in enumerate(outputs[: entry.num_turns]):
+        made: list[tuple[str, str]] = []
+        steps = _decode_turn(turn, texts, [])
+        for calls in steps:
+            results = model.execute(calls)
+            model_results.extend(results)
+            made.extend((c.name, r) for c, r in zip(calls, results, strict=True))
+        gold_texts = entry.gold[turn]
+        gold_results = gold.execute_gold(gold_texts)
+        if turn < finished and (
+            _check_turn(entry, turn, steps, model, gold, model_results, gold_results) is None
+        ):
+            done += 1.0
+            continue
+        if not gold_texts:
+            return done
+        wanted = [(_gold_name(t), r) for t, r in zip(gold_texts, gold_results, strict=True)]
+        tried, matched = len(made), 0
+        for item in wanted:
+            if item in made:
+                made.remove(item)
+                matched += 1
+        return done + matched / max(len(wanted), tried)
+    return done
+
+
+def _gold_name(text: str) -> str:
+    return text.split("(", 1)[0].strip()
+
+
 def _shape_error(entry: MultiTurnEntry, outputs: Any) -> MultiTurnVerdict | None:
     is_list = isinstance(outputs, Sequence) and not isinstance(outputs, str | bytes)
     turns_ok = is_list and all(

@@ -9,9 +9,16 @@ the entry's world by name (never ``eval``), one tool message per call, a message
 calls ending the turn, BFCL's step limit force-quitting the entry.
 
 * terminal: the dialogue is over (the last turn ended, or BFCL's force quit);
-* O at a terminal is BFCL's verdict (:func:`~itool_ray.envs.bfcl_score.score_entry`): 1 or 0;
-  before it, the fraction of user turns finished so far, counted only while every finished
-  turn passes BFCL's checks (0 as soon as one fails).
+* O (``outcome="exact"``, the paper's) at a terminal is BFCL's verdict
+  (:func:`~itool_ray.envs.bfcl_score.score_entry`): 1 or 0; before it, the fraction of user
+  turns finished so far, counted only while every finished turn passes BFCL's checks (0 as
+  soon as one fails).
+* ``outcome="graded"`` (``mcts.outcome=graded``): 1 for a terminal BFCL accepts, otherwise
+  ``scale`` times the share of turns done (:func:`~itool_ray.envs.bfcl_score.turn_progress`:
+  turns passed, plus the gold calls matched by name and result in the first turn that is
+  not), so a policy that never finishes an entry still ranks its siblings by the calls they
+  got right, and no near miss ties with a right answer. The exact O of such a policy is 0
+  everywhere, and its pairs are ordered by the self-evaluation alone.
 
 States are never copied into the tree: a node's dialogue is rebuilt from its path (the
 world replayed from the initial config, deterministic); an LRU of ``cache_worlds`` (path ->
@@ -28,8 +35,10 @@ from collections.abc import Sequence
 from itool_ray.envs.base import Prompt
 from itool_ray.envs.bfcl_data import MultiTurnEntry
 from itool_ray.envs.bfcl_exec import MAX_CALLS_PER_STEP
-from itool_ray.envs.bfcl_score import MAX_STEPS_PER_TURN, score_entry
+from itool_ray.envs.bfcl_score import MAX_STEPS_PER_TURN, score_entry, turn_progress
 from itool_ray.envs.dialogue import Dialogue
+from itool_ray.mcts.config import OUTCOMES
+from itool_ray.mcts.rewards import GRADED_SCALE
 
 
 class MultiTurnEnv:
@@ -43,9 +52,16 @@ class MultiTurnEnv:
         cache_worlds: int = 64,
         max_steps_per_turn: int = MAX_STEPS_PER_TURN,
         max_calls: int = MAX_CALLS_PER_STEP,
+        outcome: str = "exact",
+        scale: float = GRADED_SCALE,
     ) -> None:
         if cache_worlds < 1:
             raise ValueError(f"cache_worlds must be >= 1, not {cache_worlds}")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+        if not 0.0 <= scale < 1.0:
+            raise ValueError(f"scale must be in [0, 1), not {scale!r}")
+        self.outcome_mode, self.scale = outcome, float(scale)
         self.cache_worlds = cache_worlds
         self.max_steps_per_turn = max_steps_per_turn
         self.max_calls = max_calls
@@ -85,6 +101,8 @@ class MultiTurnEnv:
 
     def outcome(self, entry: MultiTurnEntry, steps: Sequence[str], terminal: bool) -> float:
         d = self.dialogue(entry, steps)
+        if self.outcome_mode == "graded":
+            return self._graded(entry, d)
         if d.done:
             return 1.0 if score_entry(entry, [list(t) for t in d.outputs]).valid else 0.0
         if d.turn <= 0:
@@ -92,3 +110,11 @@ class MultiTurnEnv:
         done = dataclasses.replace(entry, turns=entry.turns[: d.turn], gold=entry.gold[: d.turn])
         ok = score_entry(done, [list(t) for t in d.outputs[: d.turn]]).valid
         return d.turn / entry.num_turns if ok else 0.0
+
+    def _graded(self, entry: MultiTurnEntry, d: Dialogue) -> float:
+        outputs = [list(t) for t in d.outputs]
+        if d.done and score_entry(entry, outputs).valid:
+            return 1.0
+        finished = len(outputs) if d.done else d.turn
+        done = turn_progress(entry, outputs, finished)
+        return self.scale * done / max(entry.num_turns, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from itool_ray.envs.base import Environment
@@ -33,3 +33,21 @@ def make_environment(name: str, **kwargs: Any) -> Environment:
     except KeyError:
         raise ValueError(f"unknown environment {name!r}; known: {sorted(ENVIRONMENTS)}") from None
     return factory(**kwargs)
+
+
+def environment_for(samples: Sequence[Any], outcome: str = "exact") -> Environment | None:
+    """The environment that runs ``samples``: ``bfcl-multi-turn`` for multi-turn entries
+    (``MultiTurnEntry``), with ``outcome`` (``mcts.outcome``) as its O; None for single-turn
+    samples (the search's fast path, which composes its O from ``mcts.outcome`` itself).
+
+    Raises:
+        ValueError: samples of both kinds.
+    """
+    from itool_ray.envs.bfcl_data import MultiTurnEntry
+
+    kinds = {isinstance(s, MultiTurnEntry) for s in samples}
+    if kinds == {True, False}:
+        raise ValueError(
+            "samples mix multi-turn entries and single-turn samples: search them apart"
+        )
+    return make_environment("bfcl-multi-turn", outcome=outcome) if kinds == {True} else None

@@ -3,7 +3,8 @@
 A step is one tool call with its separator or one sentence (``unit = "call"``); the state is
 the partial response (the steps joined); the episode ends when the engine ends the response
 (closed call list, end of text) or the tree's depth / token limits do; O is the call
-checker's (``itool_ray.mcts.rewards.CallsOutcome``: 1/0 at the end, partial credit before).
+checker's (``itool_ray.mcts.rewards.CallsOutcome``: 1/0 at the end, partial credit before;
+``GradedCallsOutcome`` with ``outcome="graded"``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from itool_ray.envs.base import Prompt
 
 
 class SingleTurnCalls:
-    """The single-turn task (module docstring). ``use_tools`` is passed to the checker."""
+    """The single-turn task (module docstring). ``use_tools`` is passed to the checker;
+    ``outcome`` (``mcts.outcome``) picks it: ``exact`` or ``graded``."""
 
     name = "calls"
     unit = "call"
 
-    def __init__(self, use_tools: bool = True) -> None:
-        from itool_ray.mcts.rewards import CallsOutcome
+    def __init__(self, use_tools: bool = True, outcome: str = "exact") -> None:
+        from itool_ray.mcts.rewards import CallsOutcome, GradedCallsOutcome
 
-        self._outcome = CallsOutcome(use_tools=use_tools)
+        if outcome not in ("exact", "graded"):
+            raise ValueError(f"outcome must be 'exact' or 'graded', not {outcome!r}")
+        self.outcome_mode = outcome
+        kind = GradedCallsOutcome if outcome == "graded" else CallsOutcome
+        self._outcome = kind(use_tools=use_tools)
 
     def prompt(self, sample: Any, steps: Sequence[str]) -> Prompt:
         return Prompt(tuple(sample.messages), tuple(sample.tools), "".join(steps))

@@ -47,11 +47,14 @@ class MCTSConfig:
             ``max_tokens``), so every simulation ends in an outcome-scored terminal.
             ``"one_step"``: a simulation ends after one expansion (each child's Q is then
             mostly its one-step reward); kept to compare the two.
-        outcome: the single-turn task's O: ``"exact"`` (default, the paper's: 1/0 for a
+        outcome: the task's O: ``"exact"`` (default, the paper's: single-turn, 1/0 for a
             finished response, the fraction of gold calls matched so far before the end, 0
-            once a call is wrong) or ``"graded"`` (``itool_ray.mcts.rewards.GradedCallsOutcome``:
-            a wrong response still earns credit for its right functions and arguments, up to
-            half of a correct one's), for a policy that rarely reaches a correct terminal.
+            once a call is wrong; multi-turn, BFCL's verdict, the fraction of turns passed
+            before the end) or ``"graded"``, for a policy that rarely reaches a correct
+            terminal: a wrong answer still earns credit, up to half of a correct one's, for
+            its right functions and arguments (single-turn,
+            ``itool_ray.mcts.rewards.GradedCallsOutcome``) or for its turns passed and gold
+            calls matched (multi-turn, ``itool_ray.envs.multi_turn.MultiTurnEnv``).
     """
 
     c_puct: float = 1.0

@@ -63,11 +63,13 @@ def start_pool(cfg: RolloutJobConfig, model_dir: str):
 
 def run_rollout_job(cfg: RolloutJobConfig) -> dict:
     from itool_ray.datasets import load_named
+    from itool_ray.envs.registry import environment_for
     from itool_ray.models import resolve_model
     from itool_ray.rollout import init_ray, run_rollout, run_sync
 
     init_ray(cfg.address)
     samples = load_named(cfg.data, limit=cfg.limit, seed=cfg.seed)
+    env = environment_for(samples, cfg.mcts.build().outcome)
     model_dir = str(resolve_model(cfg.model))
     pool = start_pool(cfg, model_dir)
     try:
@@ -81,6 +83,7 @@ def run_rollout_job(cfg: RolloutJobConfig) -> dict:
             manager_cpus=cfg.manager.num_cpus,
             autoscale=cfg.replicas.autoscale(),
             manager_name=cfg.name_prefix and f"{cfg.name_prefix}-manager",
+            env=env,
         )
     finally:
         pool.shutdown()

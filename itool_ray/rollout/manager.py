@@ -125,10 +125,11 @@ class TreeManager:
         outcome: OutcomeFn | None = None,
         env: Any = None,
     ) -> None:
-        if env is not None and config.outcome != "exact":
+        if env is not None and getattr(env, "outcome_mode", "exact") != config.outcome:
             raise ValueError(
-                f"TreeManager: mcts.outcome={config.outcome} is for the single-turn calls task; "
-                f"the environment {getattr(env, 'name', env)!r} computes its own outcome"
+                f"TreeManager: mcts.outcome={config.outcome}, but the environment "
+                f"{getattr(env, 'name', env)!r} computes O as {env.outcome_mode!r} "
+                "(build it with envs.registry.environment_for)"
             )
         self.samples = {str(s.id): s for s in samples}
         if len(self.samples) != len(samples):

@@ -114,7 +114,8 @@ def run_rollout(
     The TreeManager runs as its own async actor. When it dies (node lost, killed), Ray
     restarts it (``manager_restarts``) with the same arguments, it resumes from ``out_dir``
     (finished trees, their pairs, checkpointed trees) and ``run`` is called again: no tree
-    or pair is lost, at most the search since the last checkpoint is redone. ``autoscale``:
+    or pair is lost, at most the search since the last checkpoint is redone. A manager whose
+    constructor raises (bad settings) fails the rollout at once with that error. ``autoscale``:
     the manager grows the pool from ``pool.spec`` while trees wait for a replica (see
     ``itool_ray.rollout.autoscale``). Progress records go to ``out_dir/progress.jsonl``;
     ``on_progress`` (a live display) hears each one instead of the tqdm bar, with the tokens
@@ -168,6 +169,8 @@ def run_rollout(
                         break
                     prog = ray.get(manager.progress.remote())
                 except ray.exceptions.RayActorError as e:
+                    if getattr(e, "actor_init_failed", False):
+                        raise  # its constructor raised: a restart would raise again
                     verdict = deaths.run_failed() if ready else deaths.progress_failed()
                     if verdict == "final":
                         raise

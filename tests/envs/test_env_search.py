@@ -143,3 +143,84 @@ def test_an_entry_as_step_samples_replays_the_gold():
     roles = [m["role"] for m in samples[1].messages]
     assert roles[:2] == ["user", "assistant"] and "tool" in roles
     assert len({s.id for s in samples}) == len(samples)
+
+
+def test_graded_multi_turn_outcome_credits_turns_and_matched_calls():
+    """``outcome="graded"``, values derived by hand on multi_turn_base_0 (4 turns; turn 0's
+    gold: cd(document), mkdir(temp), mv(final_report.pdf -> temp)): scale 0.5 times the turns
+    done over 4, a turn's share being its gold calls matched by name and result over the
+    gold's calls or the turn's calls, whichever is more."""
+    entry = load_multi_turn("multi_turn_base")[0]
+    env = MultiTurnEnv(outcome="graded")
+    gold = [m for turn in oracle_outputs(entry) for m in (*turn, "Done.")]
+    cd, mkdir = 'cd(folder="document")', 'mkdir(dir_name="temp")'
+
+    def o(steps):
+        return env.outcome(entry, steps, env.terminal(entry, steps, True))
+
+    assert o([]) == 0.0
+    assert o([f"[{cd}]"]) == 0.5 * (1 / 3) / 4  # one of turn 0's three calls, mid-turn
+    assert o([f"[{cd}, {mkdir}]"]) == 0.5 * (2 / 3) / 4
+    assert o([f"[{cd}]", f"[{mkdir}]"]) == 0.5 * (2 / 3) / 4  # over two messages alike
+    assert o(['[cd(folder="nowhere")]']) == 0.0  # an error result matches no gold call
+    assert o(gold[:2]) == 0.5 * 1 / 4  # turn 0 passed, turn 1 not begun
+    # turn 0 passed, turn 1 answered with text: it fails with nothing matched
+    assert o([*gold[:2], "No."]) == 0.5 * 1 / 4
+    assert o([*gold[:2], "No.", "No.", "No."]) == 0.5 * 1 / 4 and env.terminal(
+        entry, [*gold[:2], "No.", "No.", "No."], True
+    )
+    assert o(gold) == 1.0  # BFCL accepts the entry
+    # every gold call of turn 0 plus an extra one: the turn fails BFCL's state check, its
+    # share is 3 of the turn's 4 calls
+    extra = gold[0][:-1] + ', touch(file_name="extra.txt")]'
+    assert o([extra, "Done."]) == 0.5 * (3 / 4) / 4
+    # the exact O of the same paths: 0 until a turn passes
+    exact = MultiTurnEnv()
+    assert exact.outcome(entry, [f"[{cd}, {mkdir}]"], False) == 0.0
+    assert exact.outcome(entry, [extra, "Done."], False) == 0.0
+
+
+def test_graded_multi_turn_search_ranks_siblings_the_exact_outcome_ties():
+    """A policy that never finishes an entry: with the exact O every terminal is 0; graded,
+    the sibling that made a right call has the higher Q, and the pair says so."""
+    entry = load_multi_turn("multi_turn_base")[0]
+    first = 'cd(folder="document")'
+
+    class OneRightCall:
+        """A FAKE engine: at the first step a right call or a wrong one; then text."""
+
+        def expand(self, requests):
+            out = []
+            for r in requests:
+                if len(r.messages) == 1:
+                    out.append([Step(f"[{first}]", (1,), -1.0), Step("[ls(a=False)]", (2,), -1.0)])
+                else:
+                    out.append([Step("No.", (3,), -1.0), Step("Sorry.", (4,), -1.0)])
+            return out
+
+        def evaluate(self, requests):
+            return [0.5] * len(requests)
+
+    cfg = MCTSConfig(simulations=4, k=2, max_depth=3, w_confidence=0.0, max_inflight=1)
+    exact = search([entry], OneRightCall(), cfg, env=MultiTurnEnv())
+    graded = search([entry], OneRightCall(), cfg, env=MultiTurnEnv(outcome="graded"))
+    t = exact.trees[0]
+    assert all((t.outcome(x) or 0.0) == 0.0 for x in range(len(t)))
+    top = [p for p in graded.pairs if p.prompt_messages == tuple(dict(m) for m in entry.turns[0])]
+    assert top and top[0].chosen == f"[{first}]" and top[0].chosen_q > top[0].rejected_q
+
+
+def test_environment_for_picks_the_task_from_the_samples():
+    import pytest
+
+    from itool_ray.envs.registry import environment_for
+
+    entries = load_multi_turn("multi_turn_base")[:2]
+    env = environment_for(entries, "graded")
+    assert isinstance(env, MultiTurnEnv) and env.outcome_mode == "graded"
+    assert environment_for(entries).outcome_mode == "exact"
+    assert environment_for(_real_samples(2), "graded") is None  # the single-turn fast path
+    with pytest.raises(ValueError, match="mix"):
+        environment_for([*entries, *_real_samples(1)])
+    with pytest.raises(ValueError, match="outcome"):
+        MultiTurnEnv(outcome="fuzzy")

@@ -133,18 +133,31 @@ def test_config_names_the_outcome_and_the_search_uses_it(samples):  # noqa: F811
     assert graded_only  # argument-level credit: near misses ranked where the exact O ties
 
 
-def test_graded_outcome_is_refused_where_the_environment_scores():
-    from itool_ray.config import ConfigError, load_config
+def test_an_environment_scoring_another_outcome_is_refused():
+    from itool_ray.config import load_config
     from itool_ray.envs.registry import make_environment
     from itool_ray.pipeline import ITOolConfig
     from itool_ray.rollout.manager import TreeManager
 
-    with pytest.raises(ValueError, match="computes its own outcome"):
-        TreeManager([], MCTSConfig(outcome="graded"), [], env=make_environment("calls"))
-    with pytest.raises(ConfigError, match="mcts.outcome=graded scores single-turn"):
-        load_config(ITOolConfig, None, ["data.train=synth-multi-turn", "mcts.outcome=graded"])
-    cfg = load_config(ITOolConfig, None, ["mcts.outcome=graded"])
-    assert cfg.mcts.build().outcome == "graded"
+    for name in ("calls", "bfcl-multi-turn"):
+        with pytest.raises(ValueError, match="computes O as 'exact'"):
+            TreeManager([], MCTSConfig(outcome="graded"), [], env=make_environment(name))
+    for train in ("synth", "synth-multi-turn"):  # both tasks have a graded O
+        cfg = load_config(ITOolConfig, None, [f"data.train={train}", "mcts.outcome=graded"])
+        assert cfg.mcts.build().outcome == "graded"
+
+
+def test_the_single_turn_environment_scores_the_graded_outcome_too(samples):  # noqa: F811
+    from itool_ray.envs.registry import make_environment
+
+    cfg = MCTSConfig(k=3, simulations=8, max_depth=6, seed=3, outcome="graded")
+    plain = search(samples, VariantEngine(samples), cfg, reward_fn=GradedCallsOutcome())
+    env = make_environment("calls", outcome="graded")
+    via_env = search(samples, VariantEngine(samples), cfg, env=env)
+    assert [t.to_dict() for t in via_env.trees] == [t.to_dict() for t in plain.trees]
+    assert [p.to_dict() for p in via_env.pairs] == [p.to_dict() for p in plain.pairs]
+    exact = search(samples, VariantEngine(samples), cfg, env=make_environment("calls"))
+    assert [t.to_dict() for t in exact.trees] != [t.to_dict() for t in plain.trees]
 
 
 @pytest.mark.parametrize(("max_states", "max_steps"), [(1 << 17, 1 << 14), (7, 3)])

@@ -122,6 +122,30 @@ def test_new_adapter_version_changes_outputs_and_is_recorded(
     assert all(i["scores_prompts"] for i in infos)
 
 
+def test_a_manager_that_cannot_be_built_fails_the_rollout_at_once(pool, samples, tmp_path):
+    """Its constructor's error, raised now: not the wait for a restart (600 s) that a
+    manager lost mid-run gets; the pool lent to it stays the driver's."""
+    import ray
+
+    from itool_ray.envs.registry import make_environment
+    from itool_ray.mcts import MCTSConfig
+    from itool_ray.rollout import ManagerSettings, run_rollout
+
+    started = time.monotonic()
+    with pytest.raises(ray.exceptions.RayActorError, match="computes O as 'exact'"):
+        run_rollout(
+            samples,
+            MCTSConfig(**{**MCTS, "outcome": "graded"}),
+            tmp_path / "bad",
+            pool=pool,
+            settings=ManagerSettings(max_batch=16),
+            progress=False,
+            env=make_environment("calls"),  # exact O, the config asks for graded
+        )
+    assert time.monotonic() - started < 300  # the restart wait would take 600 s
+    assert len(pool.replicas) == 2
+
+
 def test_manager_checkpoint_resumes(pool, samples, tmp_path):
     import ray
 
