@@ -46,7 +46,11 @@ the per-sequence log-probs, once per stock micro-batch of ``batch_size`` pairs, 
 gradients and logged metrics are the stock ones (the experimental trainers' ``logits/*``
 metrics excepted: means over step tokens only). The reference log-probs of DPO / IPO are
 computed once before training with the ``"ref"`` adapter, not per batch and epoch. With
-``gradient_checkpointing`` the stock forward runs.
+``gradient_checkpointing`` (long multi-turn prompts) the training forward is packed: one
+sequence per prefix, its tails after it, an attention that keeps tails apart
+(``shared_prefix.packed_attention``), no KV cache for a recomputed layer to fill twice.
+Reference log-probs already known (``runs/reference.json`` of a stopped round) are given to
+TRL as its precomputed columns, with either forward, so no reference pass runs again.
 
 TRL 1.16 moved CPO/SimPO and ORPO to ``trl.experimental``; when that import fails the loss
 raises :class:`LossUnavailableError` with the reason. The reference-free losses train the
@@ -294,8 +298,10 @@ class _StepDPOTrainer(_TreeBatches, DPOTrainer):
     ) -> None:
         self._init_shared(shared_prefix, micro_batch)
         super().__init__(*args, **kwargs)
-        if shared_prefix:
+        known = set(_REF_COLUMNS) <= set(self.train_dataset.column_names)
+        if shared_prefix and not known:
             self.train_dataset = self._with_ref_logps(self.train_dataset)
+        if shared_prefix or known:  # TRL reads the reference from the batch
             self.precompute_ref_logps = True
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -318,8 +324,7 @@ class _StepDPOTrainer(_TreeBatches, DPOTrainer):
         step = self.args.per_device_train_batch_size
         with use_adapter(model, ref), self.accelerator.autocast():
             logps = pair_logps_shared(model, list(dataset), self.args.max_length, step)
-        dataset = dataset.add_column("ref_chosen_logps", [c for c, _ in logps])
-        return dataset.add_column("ref_rejected_logps", [r for _, r in logps])
+        return with_reference(dataset, logps)
 
     def _compute_loss(self, model, inputs, return_outputs):
         if not self._shared or return_outputs or self.aux_loss_enabled:
@@ -353,6 +358,19 @@ class _StepDPOTrainer(_TreeBatches, DPOTrainer):
             )
             loss = loss + super()._compute_loss(_returning(sliced), part, False)
         return loss / len(slices)
+
+
+_REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+"""TRL's precomputed reference log-prob columns (summed over each step's tokens)."""
+
+
+def with_reference(dataset, ref: Sequence[tuple[float, float]]):
+    """``dataset`` with the reference's ``(chosen, rejected)`` log-probs as TRL's
+    precomputed columns."""
+    if len(ref) != len(dataset):
+        raise ValueError(f"{len(ref)} reference scores for {len(dataset)} rows")
+    dataset = dataset.add_column(_REF_COLUMNS[0], [float(c) for c, _ in ref])
+    return dataset.add_column(_REF_COLUMNS[1], [float(r) for _, r in ref])
 
 
 def _ids_row(feature: dict[str, Any], max_length: int) -> dict[str, list[int]]:
@@ -449,9 +467,9 @@ def _ids_trainer(module: str, trainer_name: str, config_name: str) -> tuple[type
 
 
 def shared_prefix_on(s: DPOSettings) -> bool:
-    """Whether training runs the shared-prefix forward: ``s.shared_prefix`` unless gradient
-    checkpointing is on (a recomputed layer would append to the KV cache twice)."""
-    return s.shared_prefix and not s.gradient_checkpointing
+    """Whether training runs the shared-prefix forward (``s.shared_prefix``): on a KV cache,
+    or packed with gradient checkpointing (``shared_prefix.packed_attention``)."""
+    return s.shared_prefix
 
 
 def _batching(s: DPOSettings, common: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -826,9 +844,9 @@ def train_dpo(
         resume = _checkpoint_to_resume(runs, _round_identity(kept, settings, adapter_in))
         t0 = time.perf_counter()
         ref = {}
+        ref_identity = _round_identity(kept, settings, adapter_in, held)
         if score:  # the reference: this model before its update (= TRL's reference for DPO)
             sets = [("heldout", held)] if reuse else [("trained", kept), ("heldout", held)]
-            ref_identity = _round_identity(kept, settings, adapter_in, held)
             ref = _reference_scores(runs, ref_identity)
             for k, d in sets:
                 if len(ref.get(k) or ()) != len(d):
@@ -836,20 +854,22 @@ def train_dpo(
                     _keep_reference_scores(runs, ref_identity, ref)
         score_s = time.perf_counter() - t0
         start = time.perf_counter()  # the reference precompute (shared forward) counts here
+        rows = kept
+        if spec.uses_reference and len(ref.get("trained") or ()) == len(kept):
+            rows = with_reference(kept, ref["trained"])  # TRL computes no reference again
         trainer = make_preference_trainer(
             model,
             tokenizer,
-            kept,
+            rows,
             settings,
             runs,
             device=device,
             callbacks=[StopOnNonFinite(), *(callbacks or [])],
         )
-        if score and reuse:
+        if score and reuse and len(ref.get("trained") or ()) != len(kept):
             data = trainer.train_dataset
-            ref["trained"] = list(
-                zip(data["ref_chosen_logps"], data["ref_rejected_logps"], strict=True)
-            )
+            ref["trained"] = list(zip(*(data[c] for c in _REF_COLUMNS), strict=True))
+            _keep_reference_scores(runs, ref_identity, ref)
         if resume is not None:
             log.info("preference training: continuing from %s", resume)
             _load_trained_adapter(model, resume)

@@ -24,10 +24,17 @@ The TRL glue (``itool_ray.train.dpo``) turns these into the stock layouts: a
 CPO (SimPO) / ORPO trainers; the losses themselves stay TRL's. :class:`TreeGroupedSampler`
 keeps a tree's pairs in the same optimizer step, so a step runs few prompts.
 
-Limits: decoder-only models whose backbone takes ``past_key_values`` (Llama-style); the
-continuation pass copies the cache once per sequence inside attention (``torch.cat`` of cache
-and tail keys), like a stock batch of the same rows; no gradient checkpointing (a recomputed
-layer would append to the cache twice), the caller falls back to the stock forward then.
+**Packed** (training with gradient checkpointing, whose recomputed layer would append to a KV
+cache twice): passes 1 and 2 are one forward per group of ``prefix + tail_1 + ... + tail_n``
+(each tail but its last token, positions continuing from the prefix), with the attention
+implementation :data:`PACKED_ATTENTION`: SDPA causal on the prefix, and each tail on the whole
+prefix plus causally on itself (:func:`packed_attention`). The same hidden states, so the same
+log-probs and gradients, with no cache: a recomputed layer recomputes exactly its forward.
+
+Limits: decoder-only models whose backbone takes ``past_key_values`` (Llama-style) and whose
+attention goes through transformers' ``AttentionInterface``; the continuation pass copies
+the cache once per sequence inside attention (``torch.cat`` of cache and tail keys), like a
+stock batch of the same rows.
 """
 
 from __future__ import annotations
@@ -216,15 +223,55 @@ def shared_token_logps(
     group, each group once (the caller weights them by ``layout.prefix_weight``).
 
     ``model``: a causal LM or a PeftModel around one (the active adapter is used); runs with
-    gradients unless called under ``torch.no_grad()``.
+    gradients unless called under ``torch.no_grad()``. Training with gradient checkpointing
+    runs the packed forward (:func:`packed_attention`), otherwise the KV-cache one.
     """
-    from transformers import DynamicCache
     from trl.kernels import ChunkedLogProbFunction
 
     lm = causal_lm(model)
-    backbone = lm.base_model
     head = lm.get_output_embeddings()
     device = head.weight.device
+    packed = torch.is_grad_enabled() and lm.training and lm.is_gradient_checkpointing
+    preds, pres = (_packed_predictors if packed else _cached_predictors)(lm, layout, device)
+
+    # the scored tokens through the LM head
+    hidden, targets = [], []
+    for pred, tail, k in zip(preds, layout.tails, layout.scored, strict=True):
+        hidden.append(pred[len(tail) - k :])
+        targets.extend(tail[len(tail) - k :])
+    n_main = len(targets)
+    for g, w in enumerate(layout.prefix_weight):
+        if w:
+            hidden.append(pres[g][:-1])
+            targets.extend(layout.prefixes[g][1:])
+    softcap, scale = _head_transform(lm.config)
+    wanted = tuple(dict.fromkeys((LOG_PROBS, *outputs)))
+    per_token = ChunkedLogProbFunction.apply(
+        torch.cat(hidden, dim=0),
+        head.weight,
+        head.bias,
+        torch.tensor(targets, dtype=torch.long, device=device),
+        temperature,
+        _VOCAB_CHUNK,
+        softcap,
+        scale,
+        wanted,
+    )
+    out = {name: x[:n_main] for name, x in zip(FIELDS, per_token, strict=True) if x is not None}
+    if any(layout.prefix_weight):
+        out["prefix_log_probs"] = per_token[0][n_main:]
+    return out
+
+
+def _cached_predictors(
+    lm, layout: SharedLayout, device
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per sequence, the hidden states predicting its tail tokens ``(len(tail), H)``, and per
+    group its prefix's hidden states ``(len(prefix), H)``: each prefix once with
+    ``use_cache=True``, every tail on that KV cache."""
+    from transformers import DynamicCache
+
+    backbone = lm.base_model
     prefixes, tails = layout.prefixes, layout.tails
     n_groups, n_seqs = len(prefixes), len(tails)
     widths = [len(p) for p in prefixes]
@@ -266,40 +313,110 @@ def shared_token_logps(
     else:
         pred = first_pred[:, None, :]
     del cache
+    preds = [pred[j, : len(t)] for j, t in enumerate(tails)]
+    return preds, [pre_hidden[g, :w] for g, w in enumerate(widths)]
 
-    # 3. the scored tokens through the LM head
-    stride = pred.shape[1]
-    flat, targets = [], []
-    for j, (tail, k) in enumerate(zip(tails, layout.scored, strict=True)):
-        start = len(tail) - k
-        flat.extend(range(j * stride + start, j * stride + len(tail)))
-        targets.extend(tail[start:])
-    hidden = pred.reshape(-1, pred.shape[-1]).index_select(
-        0, torch.tensor(flat, dtype=torch.long, device=device)
+
+# ---- the packed forward (gradient checkpointing) -------------------------------------------
+
+PACKED_ATTENTION = "itool_packed_sdpa"
+"""The attention implementation of the packed forward (registered with transformers'
+``AttentionInterface`` and ``AttentionMaskInterface``): SDPA, and for a packed row the
+prefix causally plus each tail on the prefix and on itself (:func:`packed_attention`)."""
+
+
+def _is_segments(mask) -> bool:
+    return (
+        isinstance(mask, torch.Tensor)
+        and mask.dtype == torch.long
+        and mask.dim() == 4
+        and mask.shape[:3] == (1, 1, 1)
     )
-    n_main = len(targets)
-    if any(layout.prefix_weight):
-        for g, w in enumerate(layout.prefix_weight):
-            if w:
-                hidden = torch.cat([hidden, pre_hidden[g, : widths[g] - 1]], dim=0)
-                targets.extend(prefixes[g][1:])
-    softcap, scale = _head_transform(lm.config)
-    wanted = tuple(dict.fromkeys((LOG_PROBS, *outputs)))
-    per_token = ChunkedLogProbFunction.apply(
-        hidden,
-        head.weight,
-        head.bias,
-        torch.tensor(targets, dtype=torch.long, device=device),
-        temperature,
-        _VOCAB_CHUNK,
-        softcap,
-        scale,
-        wanted,
-    )
-    out = {name: x[:n_main] for name, x in zip(FIELDS, per_token, strict=True) if x is not None}
-    if any(layout.prefix_weight):
-        out["prefix_log_probs"] = per_token[0][n_main:]
-    return out
+
+
+def packed_attention(module, query, key, value, attention_mask, **kwargs):
+    """SDPA over one packed row ``prefix + tail_1 + ... + tail_n`` whose ``attention_mask`` is
+    its segment ids, shape ``(1, 1, 1, L)``, long: 0 on the prefix, ``j`` on tail ``j``. The
+    prefix attends causally to itself; a tail to the whole prefix and causally to itself,
+    never to another tail: what the KV-cache forward computes, in one pass with no cache, so
+    a layer recomputed by gradient checkpointing computes the same thing again. Any other
+    mask is plain SDPA (``sdpa_attention_forward``)."""
+    import torch.nn.functional as F
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    if not _is_segments(attention_mask):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    seg = attention_mask[0, 0, 0]
+    prefix = int((seg == 0).sum())
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    scale = kwargs.get("scaling")
+    parts = [
+        F.scaled_dot_product_attention(
+            query[:, :, :prefix],
+            key[:, :, :prefix],
+            value[:, :, :prefix],
+            is_causal=True,
+            scale=scale,
+        )
+    ]
+    if query.shape[2] > prefix:
+        tail = seg[prefix:]
+        at = torch.arange(seg.numel(), device=seg.device)
+        mask = (seg[None, :] == 0) | (
+            (seg[None, :] == tail[:, None]) & (at[None, :] <= at[prefix:, None])
+        )
+        parts.append(
+            F.scaled_dot_product_attention(
+                query[:, :, prefix:], key, value, attn_mask=mask, scale=scale
+            )
+        )
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def use_packed_attention(lm) -> None:
+    """Give ``lm`` the :data:`PACKED_ATTENTION` implementation (registered once); plain
+    masks still run as SDPA."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if PACKED_ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+        AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
+    if lm.config._attn_implementation != PACKED_ATTENTION:
+        lm.set_attn_implementation(PACKED_ATTENTION)
+
+
+def _packed_predictors(
+    lm, layout: SharedLayout, device
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """:func:`_cached_predictors`' hidden states from one packed row per group (the prefix,
+    then each of its sequences' tails but their last token), no KV cache."""
+    use_packed_attention(lm)
+    backbone = lm.base_model
+    preds: list[torch.Tensor | None] = [None] * len(layout.tails)
+    pres = []
+    for g, prefix in enumerate(layout.prefixes):
+        members = [j for j, x in enumerate(layout.group) if x == g]
+        ids, seg, pos = list(prefix), [0] * len(prefix), list(range(len(prefix)))
+        spans = []
+        for n, j in enumerate(members, start=1):
+            inputs = layout.tails[j][:-1]
+            spans.append((len(ids), len(inputs)))
+            ids.extend(inputs)
+            seg.extend([n] * len(inputs))
+            pos.extend(range(len(prefix), len(prefix) + len(inputs)))
+        hidden = backbone(
+            input_ids=torch.tensor([ids], dtype=torch.long, device=device),
+            attention_mask=torch.tensor(seg, dtype=torch.long, device=device).view(1, 1, 1, -1),
+            position_ids=torch.tensor([pos], dtype=torch.long, device=device),
+            use_cache=False,
+        ).last_hidden_state[0]
+        first = hidden[len(prefix) - 1 : len(prefix)]
+        for j, (a, n) in zip(members, spans, strict=True):
+            preds[j] = torch.cat([first, hidden[a : a + n]], dim=0)
+        pres.append(hidden[: len(prefix)])
+    return preds, pres  # type: ignore[return-value]
 
 
 def split_per_sequence(values: torch.Tensor, layout: SharedLayout) -> list[torch.Tensor]:

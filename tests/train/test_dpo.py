@@ -288,9 +288,9 @@ def test_a_stopped_round_continues_from_its_last_checkpoint(
 ):
     """A round stopped after its second optimizer step resumes from that checkpoint and ends
     where an uninterrupted round ends (same losses, same adapter); a finished round leaves no
-    checkpoint; a round with other settings does not resume another's checkpoint. With the
-    stock forward the reference's scores of the pairs are kept for the resume, not computed
-    again (the shared forward takes them from the trainer's precomputed reference)."""
+    checkpoint; a round with other settings does not resume another's checkpoint. The
+    reference's scores of the pairs are kept for the resume and given to TRL as its
+    precomputed reference: no reference pass runs again, with either forward."""
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
@@ -311,16 +311,23 @@ def test_a_stopped_round_continues_from_its_last_checkpoint(
             tiny_model_dir, sft_run.adapter_dir, pairs, out, settings, callbacks=[StopAfterTwo()]
         )
     assert [c.name for c in (out / "runs").glob("checkpoint-*")] == ["checkpoint-2"]
-    assert (out / "runs" / "reference.json").is_file() != shared_prefix
+    assert (out / "runs" / "reference.json").is_file()
     import itool_ray.train.dpo as dpo_module
+    import itool_ray.train.shared_prefix as shared_module
 
-    calls = []
-    scorer = dpo_module.pair_logps
+    calls, shared_calls = [], []
+    scorer, shared_scorer = dpo_module.pair_logps, shared_module.pair_logps_shared
     monkeypatch.setattr(
         dpo_module, "pair_logps", lambda *a, **k: calls.append(1) or scorer(*a, **k)
     )
+    monkeypatch.setattr(
+        shared_module,
+        "pair_logps_shared",
+        lambda *a, **k: shared_calls.append(1) or shared_scorer(*a, **k),
+    )
     resumed = train_dpo(tiny_model_dir, sft_run.adapter_dir, pairs, out, settings)
-    assert len(calls) == 1  # only the trained pairs' score after the update: no reference pass
+    # only the trained pairs' score after the update: no reference pass, in TRL's either
+    assert len(calls) == 1 and len(shared_calls) == int(shared_prefix)
     monkeypatch.undo()
     assert resumed.resumed_at == 2 and resumed.steps == 4
     assert resumed.losses == pytest.approx(whole.losses, abs=1e-5)

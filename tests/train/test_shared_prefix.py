@@ -219,18 +219,29 @@ _COLUMNS = {
 }
 
 
-@pytest.mark.parametrize("loss", ["dpo", "ipo", "simpo", "orpo"])
+@pytest.mark.parametrize(
+    ("loss", "checkpointing"),
+    [("dpo", False), ("ipo", False), ("simpo", False), ("orpo", False)]
+    + [("dpo", True), ("orpo", True)],  # the packed forward (gradient checkpointing)
+)
 def test_loss_and_lora_gradients_equal_the_stock_forward(
-    loss, tiny_model_dir, sft_run, tokenizer, dataset, tmp_path
+    loss, checkpointing, tiny_model_dir, sft_run, tokenizer, dataset, tmp_path
 ):
     from itool_ray.train import loss_unavailable_reason
+    from itool_ray.train.shared_prefix import PACKED_ATTENTION
 
     if (why := loss_unavailable_reason(loss)) is not None:
         pytest.skip(why)
     # 6 pairs: two trees of 4 rows cut by a step of 6, micro-batches of 2 (accumulation 3)
     idx = [0, 1, 2, 3, 4, 5]
     base = DPOSettings(
-        loss=loss, beta=0.5, batch_size=2, grad_accum=3, max_length=1024, cpu_threads=THREADS
+        loss=loss,
+        beta=0.5,
+        batch_size=2,
+        grad_accum=3,
+        max_length=1024,
+        cpu_threads=THREADS,
+        gradient_checkpointing=checkpointing,
     )
     results = {}
     for shared in (False, True):
@@ -239,6 +250,9 @@ def test_loss_and_lora_gradients_equal_the_stock_forward(
         trainer = make_preference_trainer(
             model, tokenizer, dataset, settings, tmp_path / str(shared)
         )
+        if checkpointing:  # as Trainer.train sets it up
+            model.gradient_checkpointing_enable(trainer.args.gradient_checkpointing_kwargs)
+            model.enable_input_require_grads()
         data = trainer.train_dataset
         keep = _COLUMNS.get(loss if loss != "ipo" else "dpo")
         if keep is None:  # CPO / ORPO rows: their tokenised columns
@@ -251,6 +265,8 @@ def test_loss_and_lora_gradients_equal_the_stock_forward(
         rows = [{c: data[i][c] for c in keep} for i in idx]
         micro = len(idx) if shared else settings.batch_size
         results[shared] = _batch_loss_and_grads(trainer, model, rows, micro)
+        packed = model.get_base_model().config._attn_implementation == PACKED_ATTENTION
+        assert packed == (shared and checkpointing)
     (loss_s, grads_s), (loss_t, grads_t) = results[False], results[True]
     assert grads_s and set(grads_s) == set(grads_t)
     assert all(".default." in n for n in grads_s)
@@ -304,3 +320,40 @@ def test_train_dpo_with_and_without_shared_prefix_gives_the_same_run(
     for k in ("trained_pairs", "heldout_pairs"):
         s, t = getattr(stock, k), getattr(shared, k)
         assert s.n == t.n and abs(s.mean_margin - t.mean_margin) < 1e-3
+
+
+def test_packed_forward_equals_the_cached_one_across_groups(tiny_model_dir, sft_run):
+    """Several prefix groups, tails of one token (nothing but the prefix predicts them) and
+    longer ones, ORPO's scored prefix: the packed forward (gradient checkpointing) gives the
+    KV-cache forward's log-probs and LoRA gradients."""
+    from itool_ray.train.shared_prefix import PACKED_ATTENTION, causal_lm
+
+    rng = random.Random(4)
+    chat_a = [rng.randrange(10, 400) for _ in range(60)]
+    chat_b = [rng.randrange(10, 400) for _ in range(45)]
+    prompts = [chat_a, chat_a + [7, 8], chat_b, chat_b + [9]]
+    chosen = [[11], [12, 13, 14], [15, 16], [17]]
+    rejected = [[21, 22], [23], [24, 25, 26, 27], [28, 29]]
+    layout = SharedLayout.for_pairs(prompts, chosen, rejected, score_chosen_prompt=True)
+    assert len(layout.prefixes) == 2
+    out = {}
+    for packed in (False, True):
+        model = _policy(tiny_model_dir, sft_run)
+        model.train()
+        if packed:
+            model.gradient_checkpointing_enable({"use_reentrant": False})
+            model.enable_input_require_grads()
+        model.zero_grad(set_to_none=True)
+        values = shared_token_logps(model, layout, ("log_probs", "entropy"))
+        (values["log_probs"].sum() + values["prefix_log_probs"].sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        impl = causal_lm(model).config._attn_implementation
+        assert (impl == PACKED_ATTENTION) == packed
+        out[packed] = ({k: v.detach() for k, v in values.items()}, grads)
+    (cached, g_cached), (packed, g_packed) = out[False], out[True]
+    for k in ("log_probs", "entropy", "prefix_log_probs"):
+        assert cached[k].shape == packed[k].shape
+        assert (cached[k] - packed[k]).abs().max().item() < ATOL
+    assert g_cached and set(g_cached) == set(g_packed)
+    gap = max((g_cached[n] - g_packed[n]).abs().max().item() for n in g_cached)
+    assert gap < ATOL * max(1.0, max(g.abs().max().item() for g in g_cached.values()))
