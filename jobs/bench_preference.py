@@ -2,6 +2,8 @@
 
     .venv/bin/python jobs/bench_preference.py                       # CPU, the main job's shape
     .venv/bin/python jobs/bench_preference.py --pairs runs/itool/iter1-mcts/pairs.jsonl
+    .venv/bin/python jobs/bench_preference.py --pairs runs/itool-mt/iter1-mcts/pairs.jsonl \
+        --limit 4 --max-length 8192 --gradient-checkpointing     # multi-turn rows: packed
 
 One run, same pairs, same model, same settings; each forward trains from the same adapter in
 a fresh model: ``make_preference_trainer`` (with the shared forward this precomputes the
@@ -223,6 +225,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--grad-accum", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=1536)
+    ap.add_argument("--limit", type=int, help="the first N pairs only (long multi-turn rows)")
+    ap.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="train.dpo.gradient_checkpointing: the shared forward runs packed",
+    )
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -248,7 +256,7 @@ def main() -> None:
         read_pairs(args.pairs)
         if args.pairs
         else synthetic_pairs(tok, args.trees, args.pairs_per_tree, args.seed)
-    )
+    )[: args.limit]
     dataset = _fit(pairs_to_dataset(pairs, tok), args.max_length)
     info = shape(dataset, pairs)
     info["tokens_run"] = token_costs(dataset, args.batch_size, args.grad_accum, args.seed)
@@ -269,6 +277,7 @@ def main() -> None:
         lr=1e-4,
         seed=args.seed,
         cpu_threads=args.threads,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(tmp) / "adapter-in"  # the incoming policy, as iteration 1 gets it

@@ -232,7 +232,8 @@ class DPOSettings(_Settings):
             on its KV cache (``itool_ray.train.shared_prefix``), the reference log-probs once
             before training; same losses and gradients as TRL's concatenated forward, fewer
             tokens run. The ``batch_size * grad_accum`` pairs of a step form one forward.
-            Ignored (stock forward) with ``gradient_checkpointing``.
+            With ``gradient_checkpointing`` it runs packed (one sequence per prompt with its
+            steps after it, no KV cache: ``shared_prefix.packed_attention``).
         checkpoint_steps: optimizer steps between the resumable checkpoints kept in
             ``out_dir/runs`` (the latest one only; removed once the round is done; 0: none).
             A round stopped part-way continues from its last checkpoint, with the same
