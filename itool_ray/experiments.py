@@ -102,7 +102,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mixed_sft": False,
         "losses": [],
         "one_step_search": False,
-        "graded_outcome": False,
+        "graded_outcome": True,  # the exact O of a policy that never finishes an entry is 0
         "dpo_epochs": [],
         "variants": {},
     },

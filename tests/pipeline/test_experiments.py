@@ -70,7 +70,12 @@ def test_multi_turn_preset_gives_defaults_an_explicit_setting_overrides(tmp_path
     cfg = load_config(ExperimentsConfig, None, ["preset=multi-turn", f"run_dir={tmp_path}"])
     assert (cfg.iterations, cfg.mixed_sft, cfg.losses, cfg.one_step_search) == (1, False, [], False)
     assert cfg.itool == list(MULTI_TURN_ITOOL)
-    assert list(row_stages(cfg)) == ["base", "easy-to-hard SFT", "iTool iter 1 (DPO)"]
+    assert list(row_stages(cfg)) == [
+        "base",
+        "easy-to-hard SFT",
+        "iTool iter 1 (DPO)",
+        "iter 1, graded outcome",
+    ]
     itool = itool_config(cfg, tmp_path / "itool")
     assert itool.data.train == "synth-multi-turn" and itool.engine.max_model_len == 8192
     assert "bfcl/multi_turn_base" in itool.data.heldout
@@ -383,7 +388,7 @@ def test_iteration_1_reruns_of_the_default_table_and_their_settings(tmp_path):
         ("iter 1, gamma 1", "variant-gamma-1", ("mcts.gamma=1.0",)),
     ]
     mt = load_config(ExperimentsConfig, None, ["preset=multi-turn", f"run_dir={tmp_path}"])
-    assert iteration1_runs(mt) == []
+    assert iteration1_runs(mt) == [("iter 1, graded outcome", "graded", ("mcts.outcome=graded",))]
 
 
 def _multi_turn_stage(ev, sets, respond):
