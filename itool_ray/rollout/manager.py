@@ -125,10 +125,11 @@ class TreeManager:
         outcome: OutcomeFn | None = None,
         env: Any = None,
     ) -> None:
-        if env is not None and getattr(env, "outcome_mode", "exact") != config.outcome:
+        env_outcome = getattr(env, "outcome_mode", "exact")  # an environment's own O: exact
+        if env is not None and env_outcome != config.outcome:
             raise ValueError(
                 f"TreeManager: mcts.outcome={config.outcome}, but the environment "
-                f"{getattr(env, 'name', env)!r} computes O as {env.outcome_mode!r} "
+                f"{getattr(env, 'name', env)!r} computes O as {env_outcome!r} "
                 "(build it with envs.registry.environment_for)"
             )
         self.samples = {str(s.id): s for s in samples}
