@@ -15,7 +15,9 @@ tool call or one sentence inside a single assistant turn: the single-turn task) 
 executes and answers with tool messages).
 
 A new environment is one module with a class implementing these four members plus an entry
-in ``ENVIRONMENTS`` (``itool_ray.envs.registry``).
+in ``ENVIRONMENTS`` (``itool_ray.envs.registry``). An environment that offers more than one O
+takes ``outcome`` (``mcts.outcome``: ``exact`` or ``graded``) and names it in
+``outcome_mode``; the tree manager refuses one whose O is not the configured one.
 """
 
 from __future__ import annotations
