@@ -588,11 +588,12 @@ def _mcts_stage(rt: Runtime, select_dir: Path, policy: Policy, out: Path) -> dic
         samples: list[Any] = read_multi_turn(select_dir / MT_HARD)
     else:
         samples = read_samples(select_dir / "hard.jsonl")
-    env = environment_for(samples, rt.cfg.mcts.build().outcome)
+    mcts = rt.cfg.mcts.build()
+    env = environment_for(samples, mcts.outcome)
     stage = out.name
     result = run_rollout(
         samples,
-        rt.cfg.mcts.build(),
+        mcts,
         out,
         pool=pool,
         settings=rt.cfg.manager.build(),

@@ -18,6 +18,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
+TINY_LONG_CONTEXT = 32768
+"""The context of ``tiny_long_dir``: the tiny tokenizer spends 6-16k tokens on a multi-turn
+prompt (the classes' function docs)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_long_dir(tmp_path_factory) -> Path:
+    """The tiny model with a 32k context, for multi-turn tasks on real vLLM."""
+    from itool_ray.models.tiny import TinyModelSpec, build_tiny_model
+
+    spec = TinyModelSpec(max_position_embeddings=TINY_LONG_CONTEXT)
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-32k", spec)
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     from itool_ray.models import prepare_smollm2

@@ -155,8 +155,9 @@ def turn_progress(entry: MultiTurnEntry, outputs: Sequence[Sequence[Any]], finis
     same result (each model call matches at most one gold call); the share is the matches
     over the gold's calls or the turn's calls, whichever is more (an extra call costs as a
     missing one), so right functions earn credit before the whole turn is right; a turn
-    without gold calls passes once it has ended (BFCL does not check it). The turn still being played (``finished < len(outputs)``)
-    only earns its share. Never raises on any string outputs.
+    without gold calls passes once it has ended (BFCL does not check it). The turn still
+    being played (``finished < len(outputs)``) only earns its share. Never raises on any
+    string outputs.
     """
     model, gold = World.from_entry(entry), World.from_entry(entry)
     model_results: list[str] = []

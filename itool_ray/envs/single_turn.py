@@ -23,13 +23,10 @@ class SingleTurnCalls:
     unit = "call"
 
     def __init__(self, use_tools: bool = True, outcome: str = "exact") -> None:
-        from itool_ray.mcts.rewards import CallsOutcome, GradedCallsOutcome
+        from itool_ray.mcts.rewards import calls_outcome_named
 
-        if outcome not in ("exact", "graded"):
-            raise ValueError(f"outcome must be 'exact' or 'graded', not {outcome!r}")
+        self._outcome = calls_outcome_named(outcome, use_tools)
         self.outcome_mode = outcome
-        kind = GradedCallsOutcome if outcome == "graded" else CallsOutcome
-        self._outcome = kind(use_tools=use_tools)
 
     def prompt(self, sample: Any, steps: Sequence[str]) -> Prompt:
         return Prompt(tuple(sample.messages), tuple(sample.tools), "".join(steps))

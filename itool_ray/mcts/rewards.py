@@ -34,10 +34,9 @@ from __future__ import annotations
 import re
 from bisect import bisect_right, insort
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from itool_ray.mcts.config import MCTSConfig
+from itool_ray.mcts.config import OUTCOMES, MCTSConfig
 
 
 class UncachedCallsOutcome:
@@ -486,8 +485,15 @@ class GradedCallsOutcome(CallsOutcome):
 
 
 def calls_outcome(config: MCTSConfig, use_tools: bool = True) -> CallsOutcome:
-    """The single-turn O that ``config.outcome`` names: ``exact``, the paper's
+    """The single-turn O that ``config.outcome`` names (:func:`calls_outcome_named`)."""
+    return calls_outcome_named(config.outcome, use_tools)
+
+
+def calls_outcome_named(outcome: str, use_tools: bool = True) -> CallsOutcome:
+    """The single-turn O named ``outcome`` (``mcts.outcome``): ``exact``, the paper's
     (``CallsOutcome``), or ``graded`` (``GradedCallsOutcome``)."""
-    if config.outcome == "graded":
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
+    if outcome == "graded":
         return GradedCallsOutcome(use_tools=use_tools)
     return CallsOutcome(use_tools=use_tools)

@@ -69,14 +69,15 @@ def run_rollout_job(cfg: RolloutJobConfig) -> dict:
 
     init_ray(cfg.address)
     samples = load_named(cfg.data, limit=cfg.limit, seed=cfg.seed)
-    env = environment_for(samples, cfg.mcts.build().outcome)
+    mcts = cfg.mcts.build()
+    env = environment_for(samples, mcts.outcome)
     model_dir = str(resolve_model(cfg.model))
     pool = start_pool(cfg, model_dir)
     try:
         run_sync(pool.wait_ready())
         result = run_rollout(
             samples,
-            cfg.mcts.build(),
+            mcts,
             cfg.out_dir,
             pool=pool,
             settings=cfg.manager.build(),

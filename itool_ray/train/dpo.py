@@ -854,9 +854,10 @@ def train_dpo(
                     _keep_reference_scores(runs, ref_identity, ref)
         score_s = time.perf_counter() - t0
         start = time.perf_counter()  # the reference precompute (shared forward) counts here
-        rows = kept
-        if spec.uses_reference and len(ref.get("trained") or ()) == len(kept):
-            rows = with_reference(kept, ref["trained"])  # TRL computes no reference again
+        # the trained pairs' reference already known (kept from a stopped round, or scored
+        # above for the stock forward): TRL computes none again
+        known = spec.uses_reference and len(ref.get("trained") or ()) == len(kept)
+        rows = with_reference(kept, ref["trained"]) if known else kept
         trainer = make_preference_trainer(
             model,
             tokenizer,
@@ -866,7 +867,7 @@ def train_dpo(
             device=device,
             callbacks=[StopOnNonFinite(), *(callbacks or [])],
         )
-        if score and reuse and len(ref.get("trained") or ()) != len(kept):
+        if score and reuse and not known:
             data = trainer.train_dataset
             ref["trained"] = list(zip(*(data[c] for c in _REF_COLUMNS), strict=True))
             _keep_reference_scores(runs, ref_identity, ref)

@@ -16,19 +16,12 @@ import pytest
 from itool_ray.config import load_config
 from itool_ray.pipeline import MT_HARD, ITOolConfig, run_itool
 from itool_ray.rollout import read_pairs
-from tests.rollout.conftest import replica_env
+from tests.conftest import TINY_LONG_CONTEXT
+from tests.rollout.conftest import one_long_replica
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-CONTEXT = 32768
-
-
-@pytest.fixture(scope="module")
-def tiny_long_dir(tmp_path_factory):
-    from itool_ray.models.tiny import TinyModelSpec, build_tiny_model
-
-    spec = TinyModelSpec(max_position_embeddings=CONTEXT)
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-32k", spec)
+CONTEXT = TINY_LONG_CONTEXT
 
 
 def test_multi_turn_iteration_trains_dpo_on_token_exact_conversation_pairs(
@@ -50,13 +43,7 @@ def test_multi_turn_iteration_trains_dpo_on_token_exact_conversation_pairs(
             "data.num_samples=6",
             "data.reinforce_fraction=0.34",
             "data.heldout={bfcl/multi_turn_base: 2, synth-multi-turn: 2}",
-            "replicas.count=1",
-            f"replicas.env={json.dumps(replica_env())}",
-            "engine.dtype=float32",
-            "engine.memory_fraction=0.1",
-            "engine.max_logprobs=4096",
-            f"engine.max_model_len={CONTEXT}",
-            "engine.cpu_kvcache_gb=1",
+            *one_long_replica(CONTEXT),
             "engine.max_lora_rank=8",
             "mcts={k: 2, simulations: 3, max_inflight: 2, max_step_tokens: 24, max_depth: 3}",
             "train.iterations=1",

@@ -4,24 +4,13 @@ set runs the search in the multi-turn environment (the job picks it from the rec
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from itool_ray.config import load_config
-from tests.rollout.conftest import replica_env
+from tests.conftest import TINY_LONG_CONTEXT
+from tests.rollout.conftest import one_long_replica
 
 pytestmark = pytest.mark.vllm
-
-CONTEXT = 32768  # the classes' function docs take 6-16k of the tiny tokenizer's tokens
-
-
-@pytest.fixture(scope="module")
-def tiny_long_dir(tmp_path_factory):
-    from itool_ray.models.tiny import TinyModelSpec, build_tiny_model
-
-    spec = TinyModelSpec(max_position_embeddings=CONTEXT)
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-32k", spec)
 
 
 def test_rollout_job_searches_multi_turn_tasks_in_their_environment(
@@ -40,13 +29,7 @@ def test_rollout_job_searches_multi_turn_tasks_in_their_environment(
             "data=synth-multi-turn",
             "limit=2",
             f"out_dir={out}",
-            "replicas.count=1",
-            f"replicas.env={json.dumps(replica_env())}",
-            "engine.dtype=float32",
-            "engine.memory_fraction=0.1",
-            "engine.max_logprobs=4096",
-            f"engine.max_model_len={CONTEXT}",
-            "engine.cpu_kvcache_gb=1",
+            *one_long_replica(TINY_LONG_CONTEXT),
             "mcts={k: 2, simulations: 2, max_inflight: 2, max_step_tokens: 16, max_depth: 2, "
             "outcome: graded}",
         ],
