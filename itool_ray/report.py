@@ -17,10 +17,13 @@ Missing parts (a run stopped early) are left out of the report, never an error.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _ITER = re.compile(r"^iter(\d+)-mcts$")
 
@@ -213,7 +216,11 @@ def markdown(data: RunData, images: list[str]) -> str:
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write ``report.md``, its PNG plots and ``report.html`` (``itool_ray.report_html``) into
-    ``out_dir`` (default ``run_dir/report``)."""
+    ``out_dir`` (default ``run_dir/report``).
+
+    Text in the plots comes from model output and data (step text, tree ids), so matplotlib's
+    mathtext is off: a ``$`` in a step is drawn as a ``$``. A plot that still fails to draw is
+    logged, left out and named in the Markdown; the rest of the report is written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,49 +230,24 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     out = Path(out_dir) if out_dir else data.run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     images: list[str] = []
-
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        images.append(name)
-
-    if data.table and data.heldout_sets:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        stages = list(data.table)
-        for s in data.heldout_sets:
-            ys = [(r.get(s) or {}).get("accuracy") for r in data.table.values()]
-            ax.plot(stages, [float("nan") if y is None else y for y in ys], marker="o", label=s)
-        ax.set(title="Held-out accuracy per stage", ylabel="accuracy", ylim=(-0.02, 1.02))
-        ax.legend(fontsize=8)
-        save(fig, "accuracy.png")
-    with_q = [m for m in data.mcts if m.mean_chosen_q is not None]
-    if with_q:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        names = [m.name for m in with_q]
-        ax.plot(names, [m.mean_chosen_q for m in with_q], marker="o", label="chosen step")
-        ax.plot(names, [m.mean_rejected_q for m in with_q], marker="o", label="rejected step")
-        ax.set(title="Mean Q (reward) of the pairs per iteration", ylabel="Q")
-        ax.legend()
-        save(fig, "reward.png")
-    if data.mcts:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.bar([m.name for m in data.mcts], [m.pairs for m in data.mcts])
-        ax.set(title="Step-level preference pairs per iteration", ylabel="pairs")
-        save(fig, "pairs.png")
-    if any(m.throughput for m in data.mcts):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for m in data.mcts:
-            if m.throughput:
-                ax.plot(*zip(*m.throughput, strict=True), label=m.name)
-        ax.set(title="Rollout throughput", xlabel="seconds", ylabel="expansions / s")
-        ax.legend()
-        save(fig, "throughput.png")
-    tree = next((m.tree for m in reversed(data.mcts) if m.tree), None)
-    if tree:
-        _plot_tree(plt, tree, save)
+    failed: list[str] = []
+    for name, draw in _plots(data):
+        try:
+            with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+                fig = draw(plt)
+                fig.tight_layout()
+                fig.savefig(out / f"{name}.png", dpi=110)
+            images.append(f"{name}.png")
+        except Exception as e:  # a figure is optional; the numbers are in the Markdown
+            log.warning("report: plot %s not drawn: %s: %s", name, type(e).__name__, e)
+            failed.append(f"{name} ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
+        finally:
+            plt.close("all")
     path = out / "report.md"
-    path.write_text(markdown(data, images))
+    text = markdown(data, images)
+    if failed:
+        text += "\n## Plots not drawn\n\n" + "".join(f"- {f}\n" for f in failed)
+    path.write_text(text)
     # ---- report.html beside it: the same tables and plots, and the tree browser ----------
     from itool_ray.report_html import write_html
 
@@ -273,7 +255,63 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     return path
 
 
-def _plot_tree(plt, tree: dict[str, Any], save) -> None:
+def _plots(data: RunData) -> list[tuple[str, Any]]:
+    """(name, draw) for each plot the run has data for; ``draw(plt)`` returns the figure."""
+    plots: list[tuple[str, Any]] = []
+    if data.table and data.heldout_sets:
+
+        def accuracy(plt):
+            fig, ax = plt.subplots(figsize=(7, 4))
+            stages = list(data.table)
+            for s in data.heldout_sets:
+                ys = [(r.get(s) or {}).get("accuracy") for r in data.table.values()]
+                ax.plot(stages, [float("nan") if y is None else y for y in ys], marker="o", label=s)
+            ax.set(title="Held-out accuracy per stage", ylabel="accuracy", ylim=(-0.02, 1.02))
+            ax.legend(fontsize=8)
+            return fig
+
+        plots.append(("accuracy", accuracy))
+    with_q = [m for m in data.mcts if m.mean_chosen_q is not None]
+    if with_q:
+
+        def reward(plt):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            names = [m.name for m in with_q]
+            ax.plot(names, [m.mean_chosen_q for m in with_q], marker="o", label="chosen step")
+            ax.plot(names, [m.mean_rejected_q for m in with_q], marker="o", label="rejected step")
+            ax.set(title="Mean Q (reward) of the pairs per iteration", ylabel="Q")
+            ax.legend()
+            return fig
+
+        plots.append(("reward", reward))
+    if data.mcts:
+
+        def pairs(plt):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.bar([m.name for m in data.mcts], [m.pairs for m in data.mcts])
+            ax.set(title="Step-level preference pairs per iteration", ylabel="pairs")
+            return fig
+
+        plots.append(("pairs", pairs))
+    if any(m.throughput for m in data.mcts):
+
+        def speed(plt):
+            fig, ax = plt.subplots(figsize=(7, 4))
+            for m in data.mcts:
+                if m.throughput:
+                    ax.plot(*zip(*m.throughput, strict=True), label=m.name)
+            ax.set(title="Rollout throughput", xlabel="seconds", ylabel="expansions / s")
+            ax.legend()
+            return fig
+
+        plots.append(("throughput", speed))
+    tree = next((m.tree for m in reversed(data.mcts) if m.tree), None)
+    if tree:
+        plots.append(("tree", lambda plt: _plot_tree(plt, tree)))
+    return plots
+
+
+def _plot_tree(plt, tree: dict[str, Any]):
     pos = tree_layout(tree)
     width = max(x for x, _ in pos.values()) + 1
     depth = max(d for _, d in pos.values()) + 1
@@ -304,4 +342,4 @@ def _plot_tree(plt, tree: dict[str, Any], save) -> None:
     ax.set_title(f"Search tree {tree['tree_id']} ({len(tree['parent'])} nodes, colour = Q)")
     ax.axis("off")
     ax.set_ylim(-depth + 0.3, 0.6)
-    save(fig, "tree.png")
+    return fig

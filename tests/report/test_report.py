@@ -109,3 +109,42 @@ def test_write_report_markdown_and_plots(run_dir):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         collect(tmp_path / "nope")
+
+
+POISON = [
+    "q\ufffdz?$$True\ufffd\ufffd5onvert Ma",  # a sampled step that once failed the rollout job
+    "$\\frac{1}{",
+    "costs $5 and $6",
+    "a_{b} $x^$ \\",
+    "$\\undefinedmacro$",
+]
+
+
+def test_step_text_is_drawn_as_text_not_mathtext(run_dir):
+    """Model output in a tree label (and a tree id from the data) is never parsed as
+    mathtext: before, a step with ``$$`` raised in matplotlib and failed the whole job."""
+    tree = dict(TREE, tree_id="t-$1$", text=["", *POISON[:3]])
+    tree2 = dict(
+        TREE, tree_id="t-$$", parent=[-1, 0, 0], visits=[2, 1, 1], w=[0.0, 0.5, -0.5],
+        text=["", *POISON[3:]],
+    )
+    _jsonl(run_dir / "iter1-mcts" / "trees_finished.jsonl", [tree2, tree])
+    path = write_report(run_dir)
+    md = path.read_text()
+    assert "Plots not drawn" not in md
+    assert (run_dir / "report" / "tree.png").stat().st_size > 5000
+
+
+def test_a_plot_that_fails_is_named_and_the_rest_written(run_dir, monkeypatch):
+    import itool_ray.report as report
+
+    def broken(plt, tree):
+        raise ValueError("cannot draw this tree\nsecond line")
+
+    monkeypatch.setattr(report, "_plot_tree", broken)
+    md = write_report(run_dir).read_text()
+    assert "## Plots not drawn" in md and "- tree (ValueError: cannot draw this tree)" in md
+    assert "![tree]" not in md and not (run_dir / "report" / "tree.png").exists()
+    for name in ("accuracy", "reward", "pairs", "throughput"):
+        assert f"![{name}]({name}.png)" in md
+    assert (run_dir / "report" / "report.html").exists()
