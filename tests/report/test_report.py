@@ -125,7 +125,11 @@ def test_step_text_is_drawn_as_text_not_mathtext(run_dir):
     mathtext: before, a step with ``$$`` raised in matplotlib and failed the whole job."""
     tree = dict(TREE, tree_id="t-$1$", text=["", *POISON[:3]])
     tree2 = dict(
-        TREE, tree_id="t-$$", parent=[-1, 0, 0], visits=[2, 1, 1], w=[0.0, 0.5, -0.5],
+        TREE,
+        tree_id="t-$$",
+        parent=[-1, 0, 0],
+        visits=[2, 1, 1],
+        w=[0.0, 0.5, -0.5],
         text=["", *POISON[3:]],
     )
     _jsonl(run_dir / "iter1-mcts" / "trees_finished.jsonl", [tree2, tree])
