@@ -199,6 +199,7 @@ class TreeManager:
                 write_jsonl_atomic(pairs_file, keep)
             self.pairs_emitted = len(keep)
         self._kept = len(read_jsonl(kept_file)[0])
+        self._load_counters()
         trees_file = out / "trees.json"
         saved: dict[str, Any] = {}
         if trees_file.exists():  # written atomically; unreadable only if damaged by hand
@@ -217,9 +218,31 @@ class TreeManager:
                 self._prompt_roots.add(tid)
         log.info("resume: %d trees finished, %d restored", len(self.finished), len(self.trees))
 
+    _COUNTERS = ("failures", "hangs")  # carried across restarts: a count of what happened
+
+    def _load_counters(self) -> None:
+        assert self.out_dir is not None
+        path = self.out_dir / "counters.json"
+        try:
+            saved = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError as e:  # written atomically; unreadable only if damaged by hand
+            log.warning("resume: %s unreadable (%s); its counters start at 0", path, e)
+            saved = {}
+        for name in self._COUNTERS:
+            value = saved.get(name, 0) if isinstance(saved, dict) else 0
+            setattr(self, name, value if isinstance(value, int) and value >= 0 else 0)
+
+    def _save_counters(self) -> None:
+        if self.out_dir is None:
+            return
+        tmp = self.out_dir / ".counters.json.tmp"
+        tmp.write_text(json.dumps({name: getattr(self, name) for name in self._COUNTERS}))
+        os.replace(tmp, self.out_dir / "counters.json")
+
     def checkpoint(self) -> None:
         if self.out_dir is None:
             return
+        self._save_counters()
         tmp = self.out_dir / ".trees.json.tmp"
         tmp.write_text(json.dumps({tid: t.to_dict() for tid, t in self.trees.items()}))
         os.replace(tmp, self.out_dir / "trees.json")
@@ -456,6 +479,7 @@ class TreeManager:
                 self.pool.restart(i)
             else:
                 self.pool.mark_down(i, f"{type(exc).__name__}: {exc}"[:300])
+            self._save_counters()  # rare: saved at once, so a kill right after keeps it
             for tree, leaf, _ in batch:
                 tree.abandon(leaf)
             return

@@ -120,6 +120,24 @@ def test_a_hung_replica_is_timed_out_and_its_trees_finish(tmp_path):
     assert len(lines) == 8
 
 
+def test_failure_counts_survive_a_manager_restart(tmp_path):
+    """A restarted manager resumes the counts of what went wrong (failures, hangs) from its
+    folder: a hang seen just before the manager was killed still shows in its progress."""
+    samples = make_fake_samples(8, seed=3)
+    (_, a), (_, b) = _fakes(2)
+    settings = ManagerSettings(
+        max_batch=8, checkpoint_every_s=0, call_timeout_s=0.5, revive_every_s=0.2
+    )
+    first, _ = _run(samples[:4], tmp_path, [_HangsOnce(a), b], settings)
+    assert first["hangs"] == 1 and first["failures"] >= 1
+    assert json.loads((tmp_path / "counters.json").read_text())["hangs"] == 1
+    again, manager = _run(samples, tmp_path, [h for _, h in _fakes(2)], settings)
+    assert again["trees_finished"] == 8 and again["instance"] != first["instance"]
+    assert again["hangs"] == 1 and again["failures"] == first["failures"]
+    (tmp_path / "counters.json").write_text("{not json")  # damaged by hand: counts restart
+    assert _run(samples, tmp_path, [h for _, h in _fakes(2)], settings)[0]["hangs"] == 0
+
+
 class _RestartingFor:
     """A fake replica that Ray is restarting for ``seconds``: every call raises
     ``ActorUnavailableError`` until then, as a killed actor's handle does."""
