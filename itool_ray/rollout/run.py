@@ -166,8 +166,7 @@ def run_rollout(
                 try:
                     if ready:
                         final = ray.get(done_ref)
-                        break
-                    prog = ray.get(manager.progress.remote())
+                    prog = dict(final) if ready else ray.get(manager.progress.remote())
                 except ray.exceptions.RayActorError as e:
                     if getattr(e, "actor_init_failed", False):
                         raise  # its constructor raised: a restart would raise again
@@ -208,6 +207,8 @@ def run_rollout(
                     reps=prog["replicas_healthy"],
                 )
                 bar.refresh()
+                if ready:  # the last record is the final one: a search shorter than a poll
+                    break  # interval still leaves its progress line and curves
         infos = ray.get(manager.replica_infos.remote())
     finally:
         bar.close()

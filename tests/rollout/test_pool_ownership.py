@@ -161,3 +161,30 @@ def test_the_driver_sees_what_the_manager_actor_learned(ray_local, tmp_path):
     assert hung.incarnation != before and pool.healthy() == [0, 1]
     assert pool.replicas[0].failures == 0
     assert hung.incarnation == ray_local.get(pool.call(1, "info"))["incarnation"]
+
+
+def test_a_search_shorter_than_a_poll_still_reports_its_final_progress(ray_local, tmp_path):
+    """The driver polls every 2 s; a search that ends before the first poll still writes its
+    final record to progress.jsonl and hands it to ``on_progress`` (the console's curves)."""
+    import json
+
+    from itool_ray.rollout import run_rollout, run_sync
+
+    actor = ray_local.remote(num_cpus=0, max_concurrency=100)(FakeReplicaActor)
+    pool = ReplicaPool([("fast", actor.remote("fast"))])
+    run_sync(pool.wait_ready(timeout=60))
+    seen: list[dict] = []
+    res = run_rollout(
+        make_fake_samples(1, seed=5),
+        MCTSConfig(k=2, simulations=1, max_inflight=1, max_depth=1),
+        tmp_path / "out",
+        pool=pool,
+        settings=ManagerSettings(max_batch=4, checkpoint_every_s=0),
+        progress=False,
+        on_progress=seen.append,
+    )
+    lines = [json.loads(x) for x in (tmp_path / "out" / "progress.jsonl").read_text().splitlines()]
+    assert lines and lines[-1]["trees_finished"] == 1 == res.progress["trees_finished"]
+    assert seen and seen[-1]["trees_finished"] == 1 and seen[-1]["t"] > 0
+    assert lines[-1]["expansions"] == res.progress["expansions"] >= 1
+    assert "t" not in res.progress  # the returned record is the manager's own

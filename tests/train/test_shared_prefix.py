@@ -315,8 +315,11 @@ def test_train_dpo_with_and_without_shared_prefix_gives_the_same_run(
     print(f"{loss}: losses {stock.losses} vs {shared.losses}, max abs diff {gap:.2e}")
     assert gap < 1e-4
     assert stock.losses[-1] < stock.losses[0]  # it trained
-    for a, b in ((stock.margins, shared.margins), (stock.accuracies, shared.accuracies)):
-        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-4
+    assert max(abs(x - y) for x, y in zip(stock.margins, shared.margins, strict=True)) < 1e-4
+    # pair accuracy counts margins > 0: at the first step the policy is its reference, every
+    # margin is 0 up to rounding (1e-7) and its sign is the CPU's summation order, so the two
+    # forwards agree on it from the second step on, once the update has moved the margins
+    assert stock.accuracies[1:] == shared.accuracies[1:]
     for k in ("trained_pairs", "heldout_pairs"):
         s, t = getattr(stock, k), getattr(shared, k)
         assert s.n == t.n and abs(s.mean_margin - t.mean_margin) < 1e-3
