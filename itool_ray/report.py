@@ -243,15 +243,13 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
             failed.append(f"{name} ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
         finally:
             plt.close("all")
+    not_drawn = "\n## Plots not drawn\n\n" + "".join(f"- {f}\n" for f in failed) if failed else ""
     path = out / "report.md"
-    text = markdown(data, images)
-    if failed:
-        text += "\n## Plots not drawn\n\n" + "".join(f"- {f}\n" for f in failed)
-    path.write_text(text)
+    path.write_text(markdown(data, images) + not_drawn)
     # ---- report.html beside it: the same tables and plots, and the tree browser ----------
     from itool_ray.report_html import write_html
 
-    write_html(data.run_dir, out, markdown(data, []), images)
+    write_html(data.run_dir, out, markdown(data, []) + not_drawn, images)
     return path
 
 

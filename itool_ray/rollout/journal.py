@@ -11,7 +11,8 @@ cut inside the JSON). Here:
 - ``repair`` cuts a torn tail off the file itself (so the next append starts a fresh line).
 - ``append_jsonl`` writes whole lines in one ``write`` and flushes; a file whose last line
   has no newline is repaired first, so a torn append never glues onto the next record.
-- ``write_jsonl_atomic`` rewrites a journal through a temporary file and ``os.replace``.
+- ``write_jsonl_atomic`` rewrites a journal through a temporary file and ``os.replace``;
+  ``write_json_atomic`` writes one JSON document the same way (a checkpoint).
 """
 
 from __future__ import annotations
@@ -113,4 +114,14 @@ def write_jsonl_atomic(path: str | os.PathLike[str], records: Iterable[Any]) -> 
         f.write("".join(json.dumps(r) + "\n" for r in records))
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+def write_json_atomic(path: str | os.PathLike[str], value: Any) -> None:
+    """Replace the file with ``value`` as one JSON document (temporary file + rename): a kill
+    leaves the old file or the new one, never a torn one. No fsync: it is a checkpoint written
+    every few seconds, and a process kill, not a power loss, is what it guards against."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(value))
     os.replace(tmp, p)

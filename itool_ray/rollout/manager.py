@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -40,7 +39,13 @@ from itool_ray.mcts import MCTSConfig, Reward, SimulationCore, Tree, extract_pai
 from itool_ray.mcts.core import OutcomeFn
 from itool_ray.mcts.rewards import calls_outcome
 from itool_ray.rollout.autoscale import AutoscaleSettings, ScalePolicy
-from itool_ray.rollout.journal import append_jsonl, read_jsonl, repair, write_jsonl_atomic
+from itool_ray.rollout.journal import (
+    append_jsonl,
+    read_jsonl,
+    repair,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from itool_ray.rollout.pool import ReplicaPool, ReplicaSpec
 
 log = logging.getLogger(__name__)
@@ -235,17 +240,15 @@ class TreeManager:
     def _save_counters(self) -> None:
         if self.out_dir is None:
             return
-        tmp = self.out_dir / ".counters.json.tmp"
-        tmp.write_text(json.dumps({name: getattr(self, name) for name in self._COUNTERS}))
-        os.replace(tmp, self.out_dir / "counters.json")
+        counts = {name: getattr(self, name) for name in self._COUNTERS}
+        write_json_atomic(self.out_dir / "counters.json", counts)
 
     def checkpoint(self) -> None:
         if self.out_dir is None:
             return
         self._save_counters()
-        tmp = self.out_dir / ".trees.json.tmp"
-        tmp.write_text(json.dumps({tid: t.to_dict() for tid, t in self.trees.items()}))
-        os.replace(tmp, self.out_dir / "trees.json")
+        trees = {tid: t.to_dict() for tid, t in self.trees.items()}
+        write_json_atomic(self.out_dir / "trees.json", trees)
         self._last_ckpt = time.monotonic()
 
     def _emit(self, tid: str) -> None:

@@ -151,4 +151,4 @@ def test_a_plot_that_fails_is_named_and_the_rest_written(run_dir, monkeypatch):
     assert "![tree]" not in md and not (run_dir / "report" / "tree.png").exists()
     for name in ("accuracy", "reward", "pairs", "throughput"):
         assert f"![{name}]({name}.png)" in md
-    assert (run_dir / "report" / "report.html").exists()
+    assert "cannot draw this tree" in (run_dir / "report" / "report.html").read_text()
