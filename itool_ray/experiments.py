@@ -144,6 +144,13 @@ class ExperimentsConfig(Section):
         "2-core machine, see DEFAULT_ITOOL)",
     )
     summarize_only: bool = Field(False, description="only rebuild the table from finished runs")
+    archive_dir: str | None = Field(
+        None,
+        description="a folder that keeps every finished stage (itool_ray.archive), written "
+        "after each stage and read at start: the stages run_dir lacks are restored from it, "
+        "so the table survives the machine (commit the folder). Weights of runs that "
+        "finished are left out, except those other runs start from",
+    )
     preset: Literal["single-turn", "multi-turn"] = Field(
         "single-turn",
         description="defaults for the fields not set: single-turn (the paper's table) or "
@@ -653,48 +660,123 @@ def summarize(cfg: ExperimentsConfig, seconds: dict[str, float] | None = None) -
     return result
 
 
+SHARED_STAGES = ("data", "eval-base", "sft", "eval-sft", "iter1-select", "iter1-mcts")
+"""What an iteration-1 row starts from: the main run's stages up to its pairs."""
+
+
+def run_folders(cfg: ExperimentsConfig) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every iTool run of the table, in the order they run: folder under ``run_dir`` ->
+    (the main run it starts from, or "", the stages copied from it), with its overrides in
+    :func:`run_overrides`."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {"itool": ("", ())}
+    if cfg.mixed_sft:
+        out["mixed-sft"] = ("itool", ("data", "eval-base"))
+    for _, folder, overrides in iteration1_runs(cfg):
+        # a run that changes the search starts from everything before it, else from its pairs
+        searched = any(o.split("=", 1)[0].strip().startswith("mcts.") for o in overrides)
+        out[folder] = ("itool", SHARED_STAGES[:-1] if searched else SHARED_STAGES)
+    return out
+
+
+def run_overrides(cfg: ExperimentsConfig, folder: str) -> tuple[str, ...]:
+    """The iTool overrides of the run in ``folder`` (beyond the shared ``itool``)."""
+    if folder == "itool":
+        return (f"train.iterations={cfg.iterations}",)
+    if folder == "mixed-sft":
+        return ("train.iterations=0", "train.sft.order=mixed")
+    for _, name, overrides in iteration1_runs(cfg):
+        if name == folder:
+            return ("train.iterations=1", *overrides)
+    raise KeyError(f"experiments: no run folder {folder!r} in this table")
+
+
+def _plan(cfg: ExperimentsConfig, folder: str):
+    from itool_ray.pipeline import stage_plan
+
+    return stage_plan(itool_config(cfg, Path(cfg.run_dir) / folder, *run_overrides(cfg, folder)))
+
+
+def run_complete(cfg: ExperimentsConfig, folder: str) -> bool:
+    """Whether every stage of the run in ``folder`` finished (its marker is there)."""
+    run = Path(cfg.run_dir) / folder
+    return all((run / name / "DONE").is_file() for name in _plan(cfg, folder))
+
+
+def _still_complete(cfg: ExperimentsConfig, folder: str, log: Callable[[str], None]) -> bool:
+    """A complete run checked against the settings: one made under others is refused
+    (``StageSettingsChanged``), or with ``rerun_changed`` its changed stages are deleted."""
+    from itool_ray.stages import StageRunner
+
+    itool = itool_config(cfg, Path(cfg.run_dir) / folder, *run_overrides(cfg, folder))
+    runner = StageRunner(
+        itool.run_dir, log, plan=_plan(cfg, folder), rerun_changed=itool.rerun_changed
+    )
+    return not runner.check()
+
+
+def keep_archive(cfg: ExperimentsConfig, folders: list[str] | None = None) -> list[str]:
+    """Copy the finished stages of ``folders`` (default: every run) into ``archive_dir``;
+    returns ``folder/stage`` of each copy that changed."""
+    from itool_ray.archive import archive_run
+
+    if not cfg.archive_dir:
+        return []
+    runs = run_folders(cfg)
+    changed = []
+    for folder in folders or list(runs):
+        seeded = {s for src, stages in runs.values() if src == folder for s in stages}
+        names = archive_run(
+            Path(cfg.run_dir) / folder,
+            Path(cfg.archive_dir) / folder,
+            list(_plan(cfg, folder)),
+            complete=run_complete(cfg, folder),
+            keep_weights=seeded,
+        )
+        changed += [f"{folder}/{n}" for n in names]
+    return changed
+
+
+def restore_archive(cfg: ExperimentsConfig) -> list[str]:
+    """Copy the archived stages ``run_dir`` lacks back into it; returns ``folder/stage``."""
+    from itool_ray.archive import restore_run
+
+    if not cfg.archive_dir:
+        return []
+    restored = []
+    for folder in run_folders(cfg):
+        names = restore_run(Path(cfg.archive_dir) / folder, Path(cfg.run_dir) / folder)
+        restored += [f"{folder}/{n}" for n in names]
+    return restored
+
+
 def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) -> dict:
     from itool_ray.pipeline import run_itool
 
     root = Path(cfg.run_dir)
-    runs = iteration1_runs(cfg)
-    for _, folder, overrides in runs:  # a bad override fails now, not hours in
-        itool_config(cfg, root / folder, "train.iterations=1", *overrides)
+    runs = run_folders(cfg)
+    for folder in runs:  # a bad override fails now, not hours in
+        itool_config(cfg, root / folder, *run_overrides(cfg, folder))
     root.mkdir(parents=True, exist_ok=True)
+    if restored := restore_archive(cfg):
+        log(f"[experiments] restored from {cfg.archive_dir}: {', '.join(restored)}")
     seconds: dict[str, float] = {}
-
-    def timed(name: str, fn) -> None:
-        start = time.perf_counter()
-        fn()
-        seconds[name] = round(time.perf_counter() - start, 1)
-        summarize(cfg, seconds)  # the table so far, after every run
-
-    main = root / "itool"
-    timed(
-        "itool",
-        lambda: run_itool(itool_config(cfg, main, f"train.iterations={cfg.iterations}"), log=log),
-    )
-    if cfg.mixed_sft:
-        run = root / "mixed-sft"
-        _seed_from(main, run, ("data", "eval-base"))
-        timed(
-            "mixed-sft",
-            lambda: run_itool(
-                itool_config(cfg, run, "train.iterations=0", "train.sft.order=mixed"), log=log
-            ),
-        )
-    shared = ("data", "eval-base", "sft", "eval-sft", "iter1-select", "iter1-mcts")
-    for _, folder, overrides in runs:
+    for folder, (src, stages) in runs.items():
         run = root / folder
-        # a run that changes the search starts from everything before it, else from its pairs
-        searched = any(o.split("=", 1)[0].strip().startswith("mcts.") for o in overrides)
-        _seed_from(main, run, shared[:-1] if searched else shared)
-        timed(
-            folder,
-            lambda run=run, overrides=overrides: run_itool(
-                itool_config(cfg, run, "train.iterations=1", *overrides), log=log
-            ),
+        if src:
+            _seed_from(root / src, run, stages)
+        if run_complete(cfg, folder) and _still_complete(cfg, folder, log):
+            # not started again: its weights may be left out of the archive it came from
+            log(f"[experiments] {folder}: every stage finished earlier")
+            continue
+        start = time.perf_counter()
+        run_itool(
+            itool_config(cfg, run, *run_overrides(cfg, folder)),
+            log=log,
+            on_stage_done=lambda _name, folder=folder: keep_archive(cfg, [folder]),
         )
+        seconds[folder] = round(time.perf_counter() - start, 1)
+        keep_archive(cfg, [folder])  # complete now: its weights leave the archive
+        summarize(cfg, seconds)  # the table so far, after every run
     return summarize(cfg, seconds)
 
 

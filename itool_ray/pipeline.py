@@ -720,24 +720,34 @@ def _iteration(
 
 
 def run_itool(
-    cfg: ITOolConfig, log: Callable[[str], None] = print, monitor: RunMonitor | None = None
+    cfg: ITOolConfig,
+    log: Callable[[str], None] = print,
+    monitor: RunMonitor | None = None,
+    on_stage_done: Callable[[str], None] | None = None,
 ) -> dict[str, dict]:
     """Run (or resume) the job; returns the held-out accuracy table, one row per policy.
     ``monitor``: the console (the main job's live display, logs folder and curves); without
-    one, lines go to ``log`` and the driver's curves to ``run_dir/tensorboard``."""
+    one, lines go to ``log`` and the driver's curves to ``run_dir/tensorboard``.
+    ``on_stage_done(name)``: called after each stage that ran finished (its marker written)."""
     from itool_ray.models import resolve_model
 
     own = monitor is None
     monitor = monitor or RunMonitor(log)
     log = monitor.log
     plan = stage_plan(cfg)
+
+    def on_event(name: str, state: str, summary: dict | None) -> None:
+        monitor.stage(name, state, summary)
+        if state == "done" and on_stage_done is not None:
+            on_stage_done(name)
+
     stages = StageRunner(
         cfg.run_dir,
         log,
         cfg.stop_after,
         plan=plan,
         rerun_changed=cfg.rerun_changed,
-        on_event=monitor.stage,
+        on_event=on_event,
     )
     stages.check()  # before config.json: it never claims settings a kept stage was not made with
     (Path(cfg.run_dir) / "config.json").write_text(cfg.model_dump_json(indent=1))

@@ -10,6 +10,10 @@ held-out real data):
 
     .venv/bin/python jobs/experiments.py            # -> runs/experiments/results.md
 
+``archive_dir=jobs/results/experiments`` keeps every finished stage there (weights only while
+a run still needs them), to commit: a later run on another machine restores from it, and
+``summarize_only=true`` rebuilds the table from it alone.
+
 Options: ``--config FILE.yaml`` plus ``KEY.PATH=VALUE`` overrides of
 ``itool_ray.experiments.ExperimentsConfig``; ``itool=[...]`` passes overrides to every iTool
 run (e.g. ``'itool=["data.num_samples=96"]'``).
@@ -32,6 +36,8 @@ def main(
     from itool_ray.config import ConfigError, load_job_config
     from itool_ray.experiments import (
         ExperimentsConfig,
+        keep_archive,
+        restore_archive,
         results_markdown,
         run_experiments,
         summarize,
@@ -44,7 +50,12 @@ def main(
         itool_config(cfg, Path(cfg.run_dir) / "itool")  # the shared overrides validate too
     except ConfigError as e:
         raise SystemExit(str(e)) from None
-    result = summarize(cfg) if cfg.summarize_only else run_experiments(cfg)
+    if cfg.summarize_only:
+        restore_archive(cfg)
+        keep_archive(cfg)
+        result = summarize(cfg)
+    else:
+        result = run_experiments(cfg)
     print(results_markdown(result))
 
 
