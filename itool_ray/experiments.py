@@ -5,6 +5,8 @@ Rows of the results table (held-out accuracy per set, plus the mean over sets):
 * ``base``: the model before training;
 * ``mixed SFT``: warm-up SFT on all samples shuffled together (ablation of eq. 1-3);
 * ``easy-to-hard SFT``: warm-up SFT easy, then medium, then hard bucket;
+* ``mixed SFT + iTool iter N``: iterations from the mixed-SFT policy instead
+  (``mixed_iterations``; beyond the paper, whose iterations start from easy-to-hard SFT);
 * ``iTool iter N``: after N iterations of select -> MCTS -> step-level DPO (N = 1..iterations);
 * ``SimPO / IPO / ORPO (iter 1)``: iteration 1 with another preference loss on the *same*
   MCTS pairs as DPO's iteration 1 (the paper's loss comparison);
@@ -99,6 +101,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "itool": MULTI_TURN_ITOOL,
         "iterations": 1,
         "mixed_sft": False,
+        "mixed_iterations": 0,
         "losses": [],
         "one_step_search": False,
         "graded_outcome": True,  # the exact O of a policy that never finishes an entry is 0
@@ -117,6 +120,12 @@ class ExperimentsConfig(Section):
     seed: int = 0
     iterations: int = Field(3, ge=1)
     mixed_sft: bool = True
+    mixed_iterations: int = Field(
+        1,
+        ge=0,
+        description="iTool iterations from the mixed-SFT policy too (in the mixed-SFT run, "
+        "the same hard-sample rule and settings as the main run's; needs mixed_sft)",
+    )
     losses: list[str] = Field(default_factory=lambda: ["simpo", "ipo", "orpo"])
     one_step_search: bool = Field(
         True,
@@ -163,6 +172,10 @@ class ExperimentsConfig(Section):
         for name, value in PRESETS[self.preset].items():
             if name not in self.model_fields_set:
                 object.__setattr__(self, name, list(value) if isinstance(value, tuple) else value)
+        if not self.mixed_sft and "mixed_iterations" not in self.model_fields_set:
+            object.__setattr__(self, "mixed_iterations", 0)
+        if self.mixed_iterations and not self.mixed_sft:
+            raise ValueError("mixed_iterations > 0 needs mixed_sft=true (they start from it)")
         dirs: dict[str, str] = {}
         for name in self.variants:
             d = variant_dir(name)
@@ -228,6 +241,13 @@ def row_stages(cfg: ExperimentsConfig) -> dict[str, tuple[Path, Path | None, Pat
             main / f"iter{it}-eval",
             main / f"iter{it}-mcts",
             main / f"iter{it}-dpo",
+        )
+    for it in range(1, cfg.mixed_iterations + 1):
+        mixed = root / "mixed-sft"
+        out[f"mixed SFT + iTool iter {it}"] = (
+            mixed / f"iter{it}-eval",
+            mixed / f"iter{it}-mcts",
+            mixed / f"iter{it}-dpo",
         )
     for row, folder, _ in iteration1_runs(cfg):
         run = root / folder
@@ -469,6 +489,10 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
     wanted = [("base", "easy-to-hard SFT", "all")]
     if cfg.mixed_sft:
         wanted.append(("mixed SFT", "easy-to-hard SFT", "all"))
+    for it in range(1, cfg.mixed_iterations + 1):
+        m = f"mixed SFT + iTool iter {it}"
+        wanted += [("mixed SFT", m, "all"), ("mixed SFT", m, "hard")]
+        wanted += [("easy-to-hard SFT", m, "all"), ("easy-to-hard SFT", m, "hard")]
     for it in its:
         wanted += [("easy-to-hard SFT", it, "all"), ("easy-to-hard SFT", it, "hard")]
     wanted += [(its[0], f"iter 1 with {loss.upper()}", "all") for loss in cfg.losses]
@@ -556,7 +580,8 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
         met,
     )
     its = [k for k in rows if k.startswith("iTool iter ")]
-    for name in its:
+    mixed_its = [k for k in rows if k.startswith("mixed SFT + iTool iter ")]
+    for name in its + mixed_its:
         r = rows[name]
         d = (r or {}).get("dpo") or {}
         pairs = (r or {}).get("pairs")
@@ -590,6 +615,11 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
     # in either orientation (A, B)
     claims = [
         ("easy-to-hard SFT", "mixed SFT", "all", "easy-to-hard SFT above mixed SFT"),
+        *[
+            (m, "mixed SFT", records, f"{m} above mixed SFT on {label}")
+            for m in mixed_its
+            for records, label in (("all", "all records"), ("hard", "the hard rows"))
+        ],
         *[(b, a, "all", f"{b} above {a}") for a, b in zip(its, its[1:], strict=False)],
         *[
             (its[0], k, "all", f"DPO above {k.removeprefix('iter 1 with ')} at iteration 1")
@@ -683,7 +713,7 @@ def run_overrides(cfg: ExperimentsConfig, folder: str) -> tuple[str, ...]:
     if folder == "itool":
         return (f"train.iterations={cfg.iterations}",)
     if folder == "mixed-sft":
-        return ("train.iterations=0", "train.sft.order=mixed")
+        return (f"train.iterations={cfg.mixed_iterations}", "train.sft.order=mixed")
     for _, name, overrides in iteration1_runs(cfg):
         if name == folder:
             return ("train.iterations=1", *overrides)

@@ -473,3 +473,46 @@ def test_multi_turn_play_from_results_or_replayed_from_the_recorded_steps(tmp_pa
     lines = (ev / TURNS_FILE).read_text().splitlines()
     (ev / TURNS_FILE).write_text("\n".join(lines[:-1]) + "\n")
     assert play_records(ev) is None
+
+
+def test_iterations_from_the_mixed_sft_policy_are_rows_compared_with_both_sfts(tmp_path):
+    from itool_ray.experiments import row_stages, run_folders, run_overrides, verdicts
+
+    root = tmp_path / "exp"
+    args = [f"run_dir={root}", "iterations=1", "losses=[]", "dpo_epochs=[]", "variants={}"]
+    args += ["one_step_search=false", "graded_outcome=false"]
+    cfg = load_config(ExperimentsConfig, None, args)
+    assert cfg.mixed_iterations == 1  # the default
+    assert run_overrides(cfg, "mixed-sft") == ("train.iterations=1", "train.sft.order=mixed")
+    assert list(row_stages(cfg)) == [
+        "base",
+        "mixed SFT",
+        "easy-to-hard SFT",
+        "iTool iter 1 (DPO)",
+        "mixed SFT + iTool iter 1",
+    ]
+    assert row_stages(cfg)["mixed SFT + iTool iter 1"][0] == root / "mixed-sft" / "iter1-eval"
+    assert "mixed-sft" in run_folders(cfg)
+    off = load_config(ExperimentsConfig, None, [*args, "mixed_sft=false"])
+    assert off.mixed_iterations == 0  # nothing to start from: off with it
+    with pytest.raises(ValueError, match="mixed_iterations"):
+        load_config(ExperimentsConfig, None, [*args, "mixed_sft=false", "mixed_iterations=1"])
+
+    ids = [f"r{i}" for i in range(30)]
+
+    def stage(path, correct):
+        path.mkdir(parents=True)
+        recs = [{"id": r, "correct": r in correct, "gold_calls": 2} for r in ids]
+        (path / "results.json").write_text(json.dumps([{"name": "synth", "records": recs}]))
+        (path / "DONE").write_text(json.dumps({"synth": {"accuracy": len(correct) / 30, "n": 30}}))
+
+    stage(root / "mixed-sft" / "eval-sft", set(ids[:5]))
+    stage(root / "mixed-sft" / "iter1-eval", set(ids[:20]))
+    stage(root / "itool" / "eval-sft", set(ids[:2]))
+    result = summarize(cfg)
+    comps = {(c["a"], c["b"], c["records"]): c for c in result["comparisons"]}
+    c = comps[("mixed SFT", "mixed SFT + iTool iter 1", "hard")]
+    assert (c["only_a"], c["only_b"]) == (0, 15)
+    assert ("easy-to-hard SFT", "mixed SFT + iTool iter 1", "all") in comps
+    claims = {v["claim"]: v["verdict"] for v in verdicts(result)}
+    assert claims["mixed SFT + iTool iter 1 above mixed SFT on the hard rows"] == "met"
