@@ -684,9 +684,10 @@ def summarize(cfg: ExperimentsConfig, seconds: dict[str, float] | None = None) -
         "comparisons": comparisons(cfg),
     }
     result["verdicts"] = verdicts(result)
-    root = Path(cfg.run_dir)
-    (root / "results.json").write_text(json.dumps(result, indent=1))
-    (root / "results.md").write_text(results_markdown(result))
+    for root in [Path(cfg.run_dir)] + ([Path(cfg.archive_dir)] if cfg.archive_dir else []):
+        root.mkdir(parents=True, exist_ok=True)  # the table beside the stages it came from
+        (root / "results.json").write_text(json.dumps(result, indent=1))
+        (root / "results.md").write_text(results_markdown(result))
     return result
 
 

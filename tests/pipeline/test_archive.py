@@ -140,3 +140,4 @@ def test_the_experiments_table_is_rebuilt_from_its_archive_without_running(tmp_p
     result = run_experiments(fresh, log=lambda _: None)
     assert (tmp_path / "fresh" / "loss-ipo" / "iter1-dpo" / "DONE").is_file()
     assert (tmp_path / "fresh" / "results.md").is_file() and "rows" in result
+    assert (archive / "results.md").read_text() == (tmp_path / "fresh" / "results.md").read_text()
