@@ -672,6 +672,22 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def stage_seconds(cfg: ExperimentsConfig) -> dict[str, dict[str, float]]:
+    """Run folder -> stage -> seconds it took, from the DONE markers of the stages each run
+    made itself (not those copied from the main run)."""
+    out: dict[str, dict[str, float]] = {}
+    for folder, (_, copied) in run_folders(cfg).items():
+        run = Path(cfg.run_dir) / folder
+        out[folder] = {
+            name: done["seconds"]
+            for name in _plan(cfg, folder)
+            if name not in copied
+            and (done := _done(run / name)) is not None
+            and isinstance(done.get("seconds"), int | float)
+        }
+    return out
+
+
 def summarize(cfg: ExperimentsConfig, seconds: dict[str, float] | None = None) -> dict:
     rows = collect_rows(cfg)
     result = {
@@ -682,6 +698,7 @@ def summarize(cfg: ExperimentsConfig, seconds: dict[str, float] | None = None) -
         "rows": rows,
         "mean_accuracy": {k: v and mean_accuracy(v) for k, v in rows.items()},
         "comparisons": comparisons(cfg),
+        "stage_seconds": stage_seconds(cfg),
     }
     result["verdicts"] = verdicts(result)
     for root in [Path(cfg.run_dir)] + ([Path(cfg.archive_dir)] if cfg.archive_dir else []):
@@ -930,8 +947,15 @@ def results_markdown(result: dict[str, Any]) -> str:
             f"| {v['claim']} | {v['target']} | {v['measured']} | {v['verdict']} |"
             for v in result["verdicts"]
         ]
-    lines += [
-        "",
-        "Wall time per run (s): " + ", ".join(f"{k} {v}" for k, v in result["seconds"].items()),
+    runs = [
+        f"{folder}: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items())
+        for folder, stages in (result.get("stage_seconds") or {}).items()
+        if stages
     ]
+    if runs:
+        lines += ["", "Stage times (s, as each stage ran; copies from the main run left out):"]
+        lines += ["", *[f"- {r}" for r in runs]]
+    if result.get("seconds"):
+        wall = ", ".join(f"{k} {v}" for k, v in result["seconds"].items())
+        lines += ["", f"Wall time per run this invocation (s): {wall}"]
     return "\n".join(lines) + "\n"

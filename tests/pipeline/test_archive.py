@@ -141,3 +141,10 @@ def test_the_experiments_table_is_rebuilt_from_its_archive_without_running(tmp_p
     assert (tmp_path / "fresh" / "loss-ipo" / "iter1-dpo" / "DONE").is_file()
     assert (tmp_path / "fresh" / "results.md").is_file() and "rows" in result
     assert (archive / "results.md").read_text() == (tmp_path / "fresh" / "results.md").read_text()
+    # stage times from the markers: each run lists only the stages it made itself
+    times = result["stage_seconds"]
+    assert list(times["loss-ipo"]) == ["iter1-dpo", "iter1-eval"]
+    assert (
+        "sft" in times["itool"]
+        and "- loss-ipo: iter1-dpo 0, iter1-eval 0" in (archive / "results.md").read_text()
+    )
