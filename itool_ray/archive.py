@@ -14,6 +14,7 @@ start from). ``left_out`` in ``archive/ARCHIVE.json`` lists each file left out, 
 
 from __future__ import annotations
 
+import filecmp
 import json
 import shutil
 from collections.abc import Iterable
@@ -40,18 +41,6 @@ def is_weight(rel: str) -> bool:
     return rel.lower().endswith(WEIGHT_SUFFIXES)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
-        return False
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            x, y = fa.read(1 << 20), fb.read(1 << 20)
-            if x != y:
-                return False
-            if not x:
-                return True
-
-
 def _copy_stage(src: Path, dst: Path, files: Iterable[str]) -> bool:
     """Make ``dst`` hold exactly ``files`` of ``src`` (plus the two markers); False when it
     already did. Written beside ``dst`` and renamed, so a stop mid-copy leaves the old copy."""
@@ -59,7 +48,7 @@ def _copy_stage(src: Path, dst: Path, files: Iterable[str]) -> bool:
     if dst.is_dir():
         present = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
         if present == [w for w in wanted if (src / w).is_file()] and all(
-            _same_file(src / w, dst / w) for w in present
+            filecmp.cmp(src / w, dst / w, shallow=False) for w in present
         ):
             return False
     tmp = dst.with_name(f".{dst.name}.tmp")

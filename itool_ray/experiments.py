@@ -100,8 +100,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "multi-turn": {
         "itool": MULTI_TURN_ITOOL,
         "iterations": 1,
-        "mixed_sft": False,
-        "mixed_iterations": 0,
+        "mixed_sft": False,  # (and so mixed_iterations 0)
         "losses": [],
         "one_step_search": False,
         "graded_outcome": True,  # the exact O of a policy that never finishes an entry is 0
@@ -753,11 +752,12 @@ def run_complete(cfg: ExperimentsConfig, folder: str) -> bool:
 def _still_complete(cfg: ExperimentsConfig, folder: str, log: Callable[[str], None]) -> bool:
     """A complete run checked against the settings: one made under others is refused
     (``StageSettingsChanged``), or with ``rerun_changed`` its changed stages are deleted."""
+    from itool_ray.pipeline import stage_plan
     from itool_ray.stages import StageRunner
 
     itool = itool_config(cfg, Path(cfg.run_dir) / folder, *run_overrides(cfg, folder))
     runner = StageRunner(
-        itool.run_dir, log, plan=_plan(cfg, folder), rerun_changed=itool.rerun_changed
+        itool.run_dir, log, plan=stage_plan(itool), rerun_changed=itool.rerun_changed
     )
     return not runner.check()
 
@@ -822,8 +822,8 @@ def run_experiments(cfg: ExperimentsConfig, log: Callable[[str], None] = print) 
             log=log,
             on_stage_done=lambda _name, folder=folder: keep_archive(cfg, [folder]),
         )
+        # (its last stage's on_stage_done archived it complete: its weights left the archive)
         seconds[folder] = round(time.perf_counter() - start, 1)
-        keep_archive(cfg, [folder])  # complete now: its weights leave the archive
         summarize(cfg, seconds)  # the table so far, after every run
     return summarize(cfg, seconds)
 
