@@ -10,6 +10,9 @@ Model weights (``WEIGHT_SUFFIXES``) are what makes an archive large. They are ke
 may still need them: a run whose every stage finished (``complete``) is not run again, so its
 weights are left out, except those of the stages named in ``keep_weights`` (stages other runs
 start from). ``left_out`` in ``archive/ARCHIVE.json`` lists each file left out, per stage.
+
+``archive/.gitignore`` keeps every archived file in git, whatever the repository's own rules
+(this one ignores ``runs/``, the folder the trainers' TensorBoard logs are written to).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from itool_ray.stages import MANIFEST_KEY, MARKER, RUN_MARKER, STAGE_MARKER
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 INDEX = "ARCHIVE.json"
+GITIGNORE = "# written by itool_ray.archive: commit every file of the archive\n!*\n"
 
 
 def _outputs(stage_dir: Path) -> dict[str, list] | None:
@@ -102,6 +106,9 @@ def archive_run(
     if (run_dir / RUN_MARKER).is_file() and archive.is_dir():
         if not (archive / RUN_MARKER).is_file():
             shutil.copy2(run_dir / RUN_MARKER, archive / RUN_MARKER)
+        ignore = archive / ".gitignore"
+        if not ignore.is_file() or ignore.read_text() != GITIGNORE:
+            ignore.write_text(GITIGNORE)
         text = json.dumps({"left_out": dict(sorted(left_out.items()))}, indent=1) + "\n"
         if not index_path.is_file() or index_path.read_text() != text:
             index_path.write_text(text)

@@ -14,6 +14,9 @@ What the runner trusts, and what it may delete:
   folders it made, e.g. copied from another run, is taken over).
 * **Outputs.** ``DONE`` lists every file the stage wrote (relative path, size, SHA-256). At
   resume a stage whose files are missing or changed is run again (logged), never trusted.
+  TensorBoard event files (:func:`is_log`) are listed too but not checked: they are curves
+  for a person to read, which no stage consumes, so a copy of a stage that lost them (an
+  archive under a ``.gitignore`` that drops ``runs/``) is still reused.
 * **Settings.** Each stage has a fingerprint: the hash of the settings it depends on and of
   the identities of the stages it consumes (``StageSpec``). A finished stage made under other
   settings is refused with a message naming the stage and the differing settings, unless
@@ -43,6 +46,13 @@ HASH_LIMIT = 1 << 30
 only, so a resume does not read tens of GB; smaller ones (adapters, JSONL) by SHA-256."""
 
 _OWN_FILES = {MARKER, STAGE_MARKER, f".{MARKER}.tmp", f".{STAGE_MARKER}.tmp"}
+LOG_PREFIX = "events.out.tfevents."
+"""How TensorBoard names its event files (the trainers' curves, ``report_to``)."""
+
+
+def is_log(rel: str) -> bool:
+    """Whether the output ``rel`` is a TensorBoard event file: a log, not checked at resume."""
+    return rel.rsplit("/", 1)[-1].startswith(LOG_PREFIX)
 
 
 class StopAfter(Exception):  # noqa: N818 (a request, not an error)
@@ -127,9 +137,12 @@ def list_outputs(folder: Path) -> dict[str, list]:
 
 
 def output_problems(folder: Path, outputs: Mapping[str, Any]) -> list[str]:
-    """Files of ``outputs`` (from :func:`list_outputs`) missing or changed under ``folder``."""
+    """Files of ``outputs`` (from :func:`list_outputs`) missing or changed under ``folder``
+    (logs, :func:`is_log`, left out)."""
     problems = []
     for rel, (size, sha) in outputs.items():
+        if is_log(rel):
+            continue
         p = folder / rel
         if not p.is_file():
             problems.append(f"{rel} is missing")

@@ -69,6 +69,44 @@ def test_a_complete_run_leaves_its_weights_out_unless_another_run_starts_from_th
     assert json.loads((archive / INDEX).read_text())["left_out"] == {}
 
 
+def test_git_keeps_every_archived_file_despite_the_repository_ignoring_runs(tmp_path):
+    """The project's .gitignore drops ``runs/`` (where the trainers' TensorBoard logs go): in
+    a repository with that rule, git must still track those files of an archive."""
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run([git, "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("runs/\n*.pyc\n")
+    run, archive = repo / "runs" / "exp" / "itool", repo / "results" / "itool"
+
+    def sft(out):
+        _write("sft")(out)
+        logs = out / "runs" / "easy"
+        logs.mkdir(parents=True)
+        (logs / "events.out.tfevents.1.vm.1.0").write_bytes(b"curve")
+        return {"stage": "sft"}
+
+    runner = StageRunner(run, lambda _: None, plan=PLAN)
+    runner.run("data", _write("data"))
+    runner.run("sft", sft)
+    archive_run(run, archive, list(PLAN), complete=False)
+    log = archive / "sft" / "runs" / "easy" / "events.out.tfevents.1.vm.1.0"
+    assert log.is_file()
+    ignored = subprocess.run(
+        [git, "-C", str(repo), "check-ignore", "-q", str(log.relative_to(repo))]
+    )
+    assert ignored.returncode == 1, "git ignores an archived file"
+    kept = subprocess.run(
+        [git, "-C", str(repo), "check-ignore", "-q", "runs/exp/itool/sft/sft.jsonl"]
+    )
+    assert kept.returncode == 0, "the repository's own rule still applies outside the archive"
+
+
 def test_restore_keeps_finished_stages_and_refuses_a_folder_it_did_not_make(tmp_path):
     run, archive = tmp_path / "run", tmp_path / "archive"
     _run_all(run, [])

@@ -153,6 +153,29 @@ def test_a_done_stage_whose_outputs_are_gone_or_changed_runs_again(damage, tmp_p
     assert len(calls) == 2
 
 
+def test_a_done_stage_that_lost_only_its_tensorboard_logs_is_reused(tmp_path):
+    """Event files are curves, not inputs of any stage: a copy without them (an archive whose
+    ``runs/`` a ``.gitignore`` dropped) is reused, while a lost adapter still is not."""
+    calls: list = []
+
+    def work(out):
+        _adapter_stage(calls)(out)
+        logs = out / "runs" / "easy" / "runs" / "Dec03_06-37-30_vm"
+        logs.mkdir(parents=True)
+        (logs / "events.out.tfevents.1796279850.vm.12692.0").write_bytes(b"curve")
+        return {"adapter_dir": str(out / "adapter")}
+
+    _quiet(tmp_path).run("sft", work)
+    manifest = json.loads((tmp_path / "sft" / "DONE").read_text())["_stage"]
+    assert any("events.out.tfevents." in rel for rel in manifest["outputs"])  # still listed
+    shutil.rmtree(tmp_path / "sft" / "runs")
+    _quiet(tmp_path).run("sft", work)
+    assert len(calls) == 1, "a stage that lost only its event files must be reused"
+    (tmp_path / "sft" / "adapter" / "adapter_config.json").unlink()
+    _quiet(tmp_path).run("sft", work)
+    assert len(calls) == 2, "a stage that lost an output must run again"
+
+
 def test_a_done_marker_without_its_output_list_is_not_trusted(tmp_path):
     calls: list = []
     runner = _quiet(tmp_path)
