@@ -478,8 +478,8 @@ def _with_intervals(records: dict[str, dict[str, tuple[bool, int]]]) -> dict[str
 
 def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
     """The paper's comparisons as exact McNemar tests on the same records: base vs SFT,
-    mixed vs easy-to-hard SFT, SFT vs each iteration (all records and hard ones), DPO vs each
-    other loss at iteration 1."""
+    mixed vs easy-to-hard SFT, SFT vs each iteration (all records and hard ones; every
+    iteration-1 row too), DPO vs each other loss at iteration 1."""
     from itool_ray.eval.stats import paired
 
     stages = row_stages(cfg)
@@ -511,6 +511,9 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
     wanted += [(its[0], f"iter 1, DPO {n} epochs", "all") for n in cfg.dpo_epochs]
     for name in cfg.variants:
         wanted += [(its[0], f"iter 1, {name}", "all"), (its[0], f"iter 1, {name}", "hard")]
+    for row, _, _ in iteration1_runs(cfg):  # SFT vs each iteration: every iteration-1 row
+        wanted += [("easy-to-hard SFT", row, "all"), ("easy-to-hard SFT", row, "hard")]
+    wanted = list(dict.fromkeys(wanted))
     out = []
     for a, b, subset in wanted:
         if a not in recs or b not in recs:
@@ -657,6 +660,11 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, str]]:
         *[
             (f"iter 1, {name}", its[0] if its else "", "all", f"{name} above iteration 1")
             for name in (result.get("config") or {}).get("variants") or {}
+        ],
+        *[
+            (f"iter 1, {name}", "easy-to-hard SFT", records, f"{name} above easy-to-hard SFT {on}")
+            for name in (result.get("config") or {}).get("variants") or {}
+            for records, on in (("all", "on all records"), ("hard", "on the hard rows"))
         ],
     ]
     for better, other, records, claim in claims:

@@ -356,22 +356,32 @@ def test_a_variant_is_compared_with_iteration_1_on_all_and_hard_records(tmp_path
     root = tmp_path / "exp"
     ids = [f"r{i}" for i in range(20)]
 
-    def stage(run, correct):
-        path = root / run / "iter1-eval"
+    def stage(run, correct, name="iter1-eval"):
+        path = root / run / name
         path.mkdir(parents=True)
         recs = [{"id": r, "correct": r in correct, "gold_calls": 2} for r in ids]
         (path / "results.json").write_text(json.dumps([{"name": "synth", "records": recs}]))
         (path / "DONE").write_text(json.dumps({"synth": {"accuracy": len(correct) / 20, "n": 20}}))
 
     stage("itool", set(ids[:8]))
-    stage("variant-gamma-1", set(ids[:6]))  # 2 fewer right
+    stage("itool", set(ids[:2]), "eval-sft")
+    stage("variant-gamma-1", set(ids[:6]))  # 2 fewer right than iteration 1, 4 more than SFT
     args = ["iterations=1", "mixed_sft=false", "losses=[]", "dpo_epochs=[]"]
     cfg = load_config(ExperimentsConfig, None, [f"run_dir={root}", *args])
     result = summarize(cfg)
-    got = {(c["b"], c["records"]): c["only_a"] for c in result["comparisons"]}
-    assert got[("iter 1, gamma 1", "all")] == 2 and got[("iter 1, gamma 1", "hard")] == 2
-    (v,) = [v for v in result["verdicts"] if v["claim"] == "gamma 1 above iteration 1"]
+    got = {(c["a"], c["b"], c["records"]): c for c in result["comparisons"]}
+    for records in ("all", "hard"):
+        assert got[("iTool iter 1 (DPO)", "iter 1, gamma 1", records)]["only_a"] == 2
+        # SFT vs each iteration: every iteration-1 row is compared with SFT too
+        vs_sft = got[("easy-to-hard SFT", "iter 1, gamma 1", records)]
+        assert (vs_sft["only_a"], vs_sft["only_b"]) == (0, 4)
+    assert len(got) == len(result["comparisons"]), "a comparison is listed twice"
+    verdicts = {v["claim"]: v for v in result["verdicts"]}
+    v = verdicts["gamma 1 above iteration 1"]
     assert v["verdict"] == "not met" and "-10.0 pts" in v["measured"]
+    v = verdicts["gamma 1 above easy-to-hard SFT on all records"]
+    assert v["verdict"] == "not met" and "+20.0 pts" in v["measured"]  # p = 0.125 with n = 4
+    assert "gamma 1 above easy-to-hard SFT on the hard rows" in verdicts
 
 
 def test_iteration_1_reruns_of_the_default_table_and_their_settings(tmp_path):
