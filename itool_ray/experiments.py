@@ -142,7 +142,12 @@ class ExperimentsConfig(Section):
         "same MCTS pairs (the default DPO makes one pass)",
     )
     variants: dict[str, list[str]] = Field(
-        default_factory=lambda: {"gamma 1": ["mcts.gamma=1.0"]},
+        default_factory=lambda: {
+            "gamma 1": ["mcts.gamma=1.0"],
+            # (the third run's gamma 1 row was the first above SFT; the graded outcome gives
+            # its pairs an outcome signal the exact one does not)
+            "gamma 1 + graded outcome": ["mcts.gamma=1.0", "mcts.outcome=graded"],
+        },
         description="more iteration-1 rows: name -> iTool overrides (KEY.PATH=VALUE), each "
         "from the same SFT policy and hard samples (and pairs, unless it sets mcts.*)",
     )

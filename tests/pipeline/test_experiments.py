@@ -333,8 +333,12 @@ def test_variants_are_iteration_1_rows_under_their_own_overrides(tmp_path):
     from itool_ray.experiments import row_stages, run_experiments, variant_dir
 
     cfg = load_config(ExperimentsConfig, None, [f"run_dir={tmp_path}"])
-    assert cfg.variants == {"gamma 1": ["mcts.gamma=1.0"]}
+    assert cfg.variants["gamma 1"] == ["mcts.gamma=1.0"]
+    assert cfg.variants["gamma 1 + graded outcome"] == ["mcts.gamma=1.0", "mcts.outcome=graded"]
     assert variant_dir("gamma 1") == "variant-gamma-1"
+    assert variant_dir("gamma 1 + graded outcome") == "variant-gamma-1-graded-outcome"
+    both = itool_config(cfg, tmp_path / "v", *cfg.variants["gamma 1 + graded outcome"])
+    assert (both.mcts.gamma, both.mcts.outcome) == (1.0, "graded")
     stages = row_stages(cfg)
     assert stages["iter 1, gamma 1"][1] == tmp_path / "variant-gamma-1" / "iter1-mcts"
     itool = itool_config(cfg, tmp_path / "variant-gamma-1", *cfg.variants["gamma 1"])
@@ -396,6 +400,11 @@ def test_iteration_1_reruns_of_the_default_table_and_their_settings(tmp_path):
         ("iter 1, graded outcome", "graded", ("mcts.outcome=graded",)),
         ("iter 1, DPO 2 epochs", "dpo-epochs-2", ("train.dpo.epochs=2",)),
         ("iter 1, gamma 1", "variant-gamma-1", ("mcts.gamma=1.0",)),
+        (
+            "iter 1, gamma 1 + graded outcome",
+            "variant-gamma-1-graded-outcome",
+            ("mcts.gamma=1.0", "mcts.outcome=graded"),
+        ),
     ]
     mt = load_config(ExperimentsConfig, None, ["preset=multi-turn", f"run_dir={tmp_path}"])
     assert iteration1_runs(mt) == [("iter 1, graded outcome", "graded", ("mcts.outcome=graded",))]
