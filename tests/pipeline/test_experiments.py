@@ -535,3 +535,15 @@ def test_iterations_from_the_mixed_sft_policy_are_rows_compared_with_both_sfts(t
     assert ("easy-to-hard SFT", "mixed SFT + iTool iter 1", "all") in comps
     claims = {v["claim"]: v["verdict"] for v in verdicts(result)}
     assert claims["mixed SFT + iTool iter 1 above mixed SFT on the hard rows"] == "met"
+    # the SFT target is stated for either warm-up against base
+    assert claims["mixed SFT above base (all held-out records)"] == "not run yet"
+    stage(root / "itool" / "eval-base", set())
+    result = summarize(cfg)
+    comps = {(c["a"], c["b"], c["records"]): c for c in result["comparisons"]}
+    assert comps[("base", "mixed SFT", "all")]["only_b"] == 5
+    v = {v["claim"]: v for v in verdicts(result)}["mixed SFT above base (all held-out records)"]
+    assert (
+        v["verdict"] == "not met"
+        and "+16.7 pts" in v["measured"]
+        and "3.3 pts short" in v["measured"]
+    )
