@@ -147,6 +147,8 @@ class ExperimentsConfig(Section):
             # (the third run's gamma 1 row was the first above SFT; the graded outcome gives
             # its pairs an outcome signal the exact one does not)
             "gamma 1 + graded outcome": ["mcts.gamma=1.0", "mcts.outcome=graded"],
+            # (does twice the search find correct answers on the hard samples?)
+            "gamma 1 + 10 simulations": ["mcts.gamma=1.0", "mcts.simulations=10"],
         },
         description="more iteration-1 rows: name -> iTool overrides (KEY.PATH=VALUE), each "
         "from the same SFT policy and hard samples (and pairs, unless it sets mcts.*)",

@@ -405,6 +405,11 @@ def test_iteration_1_reruns_of_the_default_table_and_their_settings(tmp_path):
             "variant-gamma-1-graded-outcome",
             ("mcts.gamma=1.0", "mcts.outcome=graded"),
         ),
+        (
+            "iter 1, gamma 1 + 10 simulations",
+            "variant-gamma-1-10-simulations",
+            ("mcts.gamma=1.0", "mcts.simulations=10"),
+        ),
     ]
     mt = load_config(ExperimentsConfig, None, ["preset=multi-turn", f"run_dir={tmp_path}"])
     assert iteration1_runs(mt) == [("iter 1, graded outcome", "graded", ("mcts.outcome=graded",))]
