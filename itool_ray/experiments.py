@@ -507,8 +507,6 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
         wanted += [
             (its[0], "iter 1, graded outcome", "all"),
             (its[0], "iter 1, graded outcome", "hard"),
-            ("easy-to-hard SFT", "iter 1, graded outcome", "all"),
-            ("easy-to-hard SFT", "iter 1, graded outcome", "hard"),
         ]
     if cfg.one_step_search:
         wanted += [
@@ -520,7 +518,6 @@ def comparisons(cfg: ExperimentsConfig) -> list[dict[str, Any]]:
         wanted += [(its[0], f"iter 1, {name}", "all"), (its[0], f"iter 1, {name}", "hard")]
     for row, _, _ in iteration1_runs(cfg):  # SFT vs each iteration: every iteration-1 row
         wanted += [("easy-to-hard SFT", row, "all"), ("easy-to-hard SFT", row, "hard")]
-    wanted = list(dict.fromkeys(wanted))
     out = []
     for a, b, subset in wanted:
         if a not in recs or b not in recs:
